@@ -1,0 +1,30 @@
+# Two commands do all the set-up: `make demo` and `make test`. Both create and reuse .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast sample bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p out
+	$(BIN)/segcli segment sample_data/transactions.csv -c configs/default.toml -o out/assignments.parquet
+	$(BIN)/segcli summary out/assignments.parquet --by vip_group
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+sample: $(STAMP)
+	$(BIN)/python sample_data/generate.py --out sample_data/transactions.csv
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,400 @@
+"""The Typer command line: parse options, load config, call the core, render, map errors.
+
+Data goes to stdout only when asked for (``-o -``, ``--json``, tables); warnings, hints and
+errors go to stderr. Every :class:`SegcliError` becomes one ``segcli: error: ...`` line plus
+details and its exit code; anything else is ``segcli: internal error`` (exit 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import polars as pl
+import tomli_w
+import typer
+
+from segcli import __version__
+from segcli.config import Config, config_from_dict, default_config_text, load_config
+from segcli.errors import InputDataError, OutputError, SegcliError, UsageError
+from segcli.io import check_output_path, read_assignments, write_table, write_text
+from segcli.lifetimes import lifetimes_summary
+from segcli.pareto import concentration
+from segcli.pipeline import customer_table, load_transactions, rfm_table, segment
+from segcli.report import GROUPINGS, concentration_document, headline, render, render_concentration, summarize, to_records
+
+app = typer.Typer(
+    name="segcli",
+    help="Segment customers into 知心 (zhixin, VIP) and 遇心 (yuxin, standard) service tiers "
+    "from a transactions export, with Pareto 80/20 and RFM analysis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+config_app = typer.Typer(help="Write or show configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Grouping(str, Enum):
+    tier = "tier"
+    vip_group = "vip_group"
+    rfm_segment = "rfm_segment"
+    cluster = "cluster"
+
+
+class Style(str, Enum):
+    segcli = "segcli"
+    lifetimes = "lifetimes"
+
+
+class Freq(str, Enum):
+    D = "D"
+    W = "W"
+
+
+class CsvEncoding(str, Enum):
+    utf8 = "utf-8"
+    utf8_sig = "utf-8-sig"
+    gb18030 = "gb18030"
+
+
+# Options shared by every command that reads transactions (SPEC §2).
+Inputs = Annotated[list[str], typer.Argument(help="CSV/TSV, Parquet or Excel files, directories, globs, or - for CSV on stdin.", show_default=False)]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (only what differs from the defaults).", show_default=False)]
+AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Analysis date YYYY-MM-DD [default: latest transaction].", show_default=False)]
+WindowOpt = Annotated[int | None, typer.Option("--window-days", help="Keep only the last N days up to the as-of date.", show_default=False)]
+EncodingOpt = Annotated[str | None, typer.Option("--encoding", help="CSV encoding: auto, utf-8, gb18030.", show_default=False)]
+MaxInvalidOpt = Annotated[float | None, typer.Option("--max-invalid", help="Tolerate N bad rows (or a share < 1); they go to OUT.rejects.csv.", show_default=False)]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Maximum worker threads.", show_default=False, min=1)]
+FormatOpt = Annotated[str, typer.Option("--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no warnings on the terminal.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
+OutEncodingOpt = Annotated[CsvEncoding | None, typer.Option("--output-encoding", help="Encoding of CSV output.", show_default=False)]
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
+def handle_errors(fn: F) -> F:
+    """Map core errors to one ``segcli: error:`` line, details and the SPEC's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SegcliError as exc:
+            _err(f"segcli: error: {exc.message}")
+            for line in exc.details:
+                _err(f"  {line}")
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except BrokenPipeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into exit 1
+            _err(f"segcli: internal error: {type(exc).__name__}: {exc}")
+            if kwargs.get("debug"):
+                traceback.print_exc()
+            else:
+                _err("  run again with --debug for the traceback")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _config(config: Path | None, *, as_of: str | None = None, window_days: int | None = None,
+            encoding: str | None = None, max_invalid: float | None = None, strict: bool = False) -> Config:
+    overrides: dict[str, Any] = {}
+    if as_of is not None:
+        overrides["analysis.as_of"] = as_of
+    if window_days is not None:
+        if window_days < 0:
+            raise UsageError("--window-days must not be negative")
+        overrides["analysis.window_days"] = window_days
+    if encoding is not None:
+        overrides["input.encoding"] = encoding
+    if max_invalid is not None:
+        overrides["analysis.max_invalid"] = max_invalid
+    if strict:
+        overrides["analysis.strict"] = True
+    try:
+        return load_config(config, overrides)
+    except SegcliError as exc:
+        # a bad value given on the command line is a usage error, not a config file error
+        flag = next((f for k, f in (("analysis.as_of", "--as-of"), ("input.encoding", "--encoding"),
+                                     ("analysis.max_invalid", "--max-invalid")) if k in exc.message and k in overrides), None)
+        if flag:
+            raise UsageError(f"{flag}: {exc.message.split(': ', 1)[-1]}") from None
+        raise
+
+
+def _table_format(fmt: str, as_json: bool) -> str:
+    return "json" if as_json else fmt
+
+
+def _warn(warnings: list[str], cfg: Config, quiet: bool) -> None:
+    """Print warnings; under --strict (or analysis.strict) they stop the run with exit 65."""
+    if warnings and cfg.analysis.strict:
+        raise InputDataError(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} under --strict", warnings)
+    if not quiet:
+        for w in warnings:
+            _err(f"segcli: warning: {w}")
+
+
+def _emit(text: str, *, to_stderr: bool) -> None:
+    (sys.stderr if to_stderr else sys.stdout).write(text)
+
+
+def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
+    if rejects is None or out in (None, "-"):
+        return None
+    path = f"{out}.rejects.csv"
+    table = rejects.select("source", "line", "raw_customer_id", "raw_date", "raw_amount")
+    write_table(table, path, meta={"rows": table.height})
+    return path
+
+
+@app.command("segment")
+@handle_errors
+def segment_cmd(
+    inputs: Inputs,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Assignments file: .parquet, .csv, .jsonl, or - for CSV on stdout.", show_default=False)] = None,
+    previous: Annotated[str | None, typer.Option("--previous", help="Previous assignments file: keeps VIPs stable (hysteresis) and marks departed customers.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
+    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    output_encoding: OutEncodingOpt = None,
+) -> None:
+    """Assign every customer a tier, VIP group and service terms (the main job).
+
+    Example: segcli segment sample_data/transactions.csv -o assignments.parquet
+    """
+    if output == "-" and as_json:
+        raise UsageError("-o - and --json both ask for stdout: choose one")
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
+    if output is not None:
+        check_output_path(output, inputs + ([previous] if previous else []))
+    prev_df = prev_meta = None
+    if previous is not None:
+        prev_df, prev_meta = read_assignments(previous)
+        missing = {"customer_id", "tier", "reason", "monetary"} - set(prev_df.columns)
+        if missing:
+            raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
+    result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force)
+    _warn(result.warnings, cfg, quiet)
+    if output is not None:
+        write_table(result.customers, output, meta=result.meta,
+                    csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
+        rejects = _write_rejects(result.rejects, output)
+        if rejects and not quiet:
+            _err(f"segcli: rejected rows written to {rejects}")
+    elif not quiet:
+        _err("segcli: preview only: nothing written (use -o assignments.parquet to write the assignments)")
+    if quiet and not as_json:
+        return
+    df = result.customers
+    conc = concentration(df["monetary"].fill_null(0).to_numpy() * 10**cfg.input.amount_scale,
+                         df["pareto_class"].fill_null("C").to_numpy(), cfg.input.amount_scale,
+                         head_shares=(cfg.pareto.head_share,))
+    summary = summarize(df, "tier")
+    fmt = _table_format(fmt, as_json)
+    if fmt == "json":
+        doc = {"as_of": result.meta["as_of"], "customers": df.height, "rows": result.meta["rows"],
+               "output": output, "pareto": concentration_document(conc), "tiers": to_records(summary),
+               "vip_groups": to_records(summarize(df, "vip_group")), "model": result.meta["model"]["cluster"]}
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
+        return
+    text = render(summary, fmt)
+    if fmt not in ("csv",):
+        counts = result.meta["rows"]
+        text = (f"as of {result.meta['as_of']}: {df.height:,} customers from {counts['rows_used']:,} rows\n"
+                f"{headline(conc, cfg.pareto.head_share)}\n\n{text}")
+    _emit(text, to_stderr=(output == "-"))
+
+
+
+@app.command("rfm")
+@handle_errors
+def rfm_cmd(
+    inputs: Inputs,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Output file: .parquet, .csv, .jsonl, or - for CSV on stdout.", show_default=False)] = None,
+    style: Annotated[Style, typer.Option("--style", help="segcli: RFM features, scores, segment, cluster; lifetimes: frequency/recency/T/monetary_value for CLV models.")] = Style.segcli,
+    freq: Annotated[Freq, typer.Option("--freq", help="Period for --style lifetimes: D (day) or W (Monday-start week).")] = Freq.D,
+    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    output_encoding: OutEncodingOpt = None,
+) -> None:
+    """Per-customer RFM features, scores, named segment and cluster (no tiers).
+
+    Example: segcli rfm sample_data/transactions.csv -o rfm.csv --style lifetimes --freq W
+    """
+    if output == "-" and as_json:
+        raise UsageError("-o - and --json both ask for stdout: choose one")
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
+    if output is not None:
+        check_output_path(output, inputs)
+    if style is Style.lifetimes:
+        tx = load_transactions(inputs, cfg)
+        df = lifetimes_summary(tx.tx, as_of=tx.as_of, freq=freq.value, scale=tx.scale).collect()
+        meta = {"schema_version": 1, "version": __version__, "style": "lifetimes", "freq": freq.value,
+                "as_of": tx.as_of.isoformat(), "config_hash": cfg.hash, "inputs": tx.sources, "rows": tx.counts}
+        warnings, rejects = tx.warnings, tx.rejects
+    else:
+        df, meta, warnings, rejects = rfm_table(inputs, cfg)
+    _warn(warnings, cfg, quiet)
+    if output is not None:
+        write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
+        _write_rejects(rejects, output)
+        if output == "-":
+            return
+    fmt = _table_format(fmt, as_json)
+    if quiet and fmt != "json":
+        return
+    if style is Style.lifetimes:
+        if output is None and fmt != "json":
+            _err("segcli: preview: first 20 customers (use -o FILE for all)")
+            df = df.head(20)
+        text = render(df, fmt)
+    else:
+        text = render(summarize(df, "rfm_segment"), fmt)
+        if output is None and fmt != "json":
+            _err("segcli: preview: segment summary only (use -o FILE for one row per customer)")
+    sys.stdout.write(text)
+
+
+@app.command("pareto")
+@handle_errors
+def pareto_cmd(
+    inputs: Inputs,
+    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
+
+    Example: segcli pareto sample_data/transactions.csv --json
+    """
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
+    tx = load_transactions(inputs, cfg)
+    df = customer_table(tx, cfg)
+    _warn(tx.warnings, cfg, quiet)
+    conc = concentration(df["monetary_minor"].to_numpy(), df["pareto_class"].to_numpy(), tx.scale)
+    sys.stdout.write(render_concentration(conc, _table_format(fmt, as_json)))
+
+
+@app.command("summary")
+@handle_errors
+def summary_cmd(
+    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment.", show_default=False)],
+    by: Annotated[Grouping, typer.Option("--by", help="Group by tier, vip_group, rfm_segment or cluster.")] = Grouping.tier,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the table to a file instead of stdout.", show_default=False)] = None,
+    fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Summary table of an assignments file: customers, revenue shares, recency, service terms.
+
+    Example: segcli summary assignments.parquet --by vip_group --format github
+    """
+    df, _meta = read_assignments(assignments)
+    if by.value not in df.columns:
+        raise InputDataError(f"{assignments}: no column {by.value!r} to group by")
+    text = render(summarize(df, by.value), _table_format(fmt, as_json))
+    if output is not None:
+        check_output_path(output, [assignments])
+        write_text(text, output)
+    else:
+        sys.stdout.write(text)
+
+
+@app.command("validate")
+@handle_errors
+def validate_cmd(
+    inputs: Inputs,
+    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Check an export and report every problem; writes nothing.
+
+    Example: segcli validate export.csv --strict
+    """
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
+    tx = load_transactions(inputs, cfg)
+    _warn(tx.warnings, cfg, quiet)
+    fmt = _table_format(fmt, as_json)
+    if fmt == "json":
+        sys.stdout.write(json.dumps({"valid": True, "as_of": tx.as_of.isoformat(), "inputs": tx.sources,
+                                     "rows": tx.counts, "warnings": tx.warnings}, ensure_ascii=False, indent=2) + "\n")
+        return
+    if not quiet:
+        table = pl.DataFrame({"check": list(tx.counts), "rows": list(tx.counts.values())})
+        sys.stdout.write(f"ok: {', '.join(s['path'] for s in tx.sources)} (as of {tx.as_of})\n" + render(table, fmt))
+
+
+@config_app.command("init")
+@handle_errors
+def config_init(
+    path: Annotated[str, typer.Argument(help="Where to write the default config (TOML).", show_default=False)],
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Write the documented default config to PATH.
+
+    Example: segcli config init my-segcli.toml
+    """
+    if Path(path).exists() and not force:
+        raise OutputError(f"{path} exists: pass --force to replace it")
+    if not Path(path).resolve().parent.is_dir():
+        raise OutputError(f"cannot write {path}: its folder does not exist")
+    write_text(default_config_text(), path)
+    _err(f"segcli: wrote {path}")
+
+
+@config_app.command("show")
+@handle_errors
+def config_show(
+    config: ConfigOpt = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Show the config recorded in an assignments file.", show_default=False)] = None,
+    as_json: JsonOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Print the effective config (defaults + file), or the one recorded in an output.
+
+    Example: segcli config show --from assignments.parquet
+    """
+    if from_ is not None:
+        _df, meta = read_assignments(from_)
+        if "config" not in meta:
+            raise InputDataError(f"{from_}: no segcli run record found (metadata or .meta.json sidecar)")
+        cfg = config_from_dict(meta["config"])
+    else:
+        cfg = _config(config)
+    if as_json:
+        sys.stdout.write(json.dumps(cfg.raw, ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"# effective segcli config (sha256 {cfg.hash[:16]})\n" + tomli_w.dumps(cfg.raw))
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"segcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """segcli: Pareto 80/20 and RFM segmentation into VIP (知心) and standard (遇心) service tiers."""

@@ -1,0 +1,148 @@
+"""The one eager step: KMeans on standardized log1p(recency, frequency, monetary).
+
+Deterministic by construction: rows arrive sorted by customer id, every sample is drawn
+from a seeded generator, KMeans has a fixed ``random_state`` and BLAS/OpenMP run on one
+thread, so the labels do not depend on the machine's cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from threadpoolctl import threadpool_limits
+
+from segcli.config import ClusterConfig
+
+FEATURES = ("recency_days", "frequency", "monetary")
+
+
+@dataclass
+class ClusterModel:
+    """What the clustering chose, recorded in the output metadata."""
+
+    k: int
+    silhouette: float | None
+    scores: dict[int, float] = field(default_factory=dict)  # k -> silhouette
+    centroids: list[dict[str, float]] = field(default_factory=list)  # per cluster, in feature units
+    fitted_on: int = 0
+
+
+def feature_matrix(df: pl.DataFrame) -> np.ndarray:
+    """log1p of recency, frequency and max(monetary, 0) as float64 columns."""
+    return np.column_stack([
+        np.log1p(df["recency_days"].to_numpy().astype(np.float64)),
+        np.log1p(df["frequency"].to_numpy().astype(np.float64)),
+        np.log1p(np.clip(df["monetary"].to_numpy().astype(np.float64), 0, None)),
+    ])
+
+
+def _standardize(x: np.ndarray) -> np.ndarray:
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std[std == 0] = 1.0
+    return (x - mean) / std
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int):  # type: ignore[no-untyped-def]
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=k, random_state=seed, n_init=4, max_iter=300).fit(x)
+
+
+def _order_by_monetary(labels: np.ndarray, monetary: np.ndarray, k: int) -> np.ndarray:
+    """Relabel so that 0 has the highest mean monetary (ties: the lower original label)."""
+    means = [monetary[labels == c].mean() if (labels == c).any() else -np.inf for c in range(k)]
+    order = sorted(range(k), key=lambda c: (-means[c], c))
+    remap = np.empty(k, dtype=np.int64)
+    for new, old in enumerate(order):
+        remap[old] = new
+    return remap[labels]
+
+
+def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | None = None,
+                      k_range: tuple[int, int] | None = None) -> tuple[np.ndarray, ClusterModel]:
+    """Cluster rows of ``df`` (purchasers, sorted by customer id).
+
+    Parameters
+    ----------
+    df:
+        Needs ``recency_days``, ``frequency``, ``monetary`` without nulls.
+    cfg:
+        Seed, samples and k (0 = choose in ``[k_min, k_max]`` by silhouette).
+    k_fixed, k_range:
+        Override the config's k (used for VIP groups).
+
+    Returns
+    -------
+    labels:
+        int64 array aligned with ``df``; 0 is the cluster with the highest mean monetary.
+    model:
+        The chosen k, silhouette scores and centroids (feature units, not log).
+    """
+    n = df.height
+    model = ClusterModel(k=1, silhouette=None)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), model
+    raw = feature_matrix(df)
+    x = _standardize(raw)
+    distinct = len(np.unique(x, axis=0))
+    rng = np.random.default_rng(cfg.seed)
+    fit_idx = np.sort(rng.choice(n, cfg.fit_sample, replace=False)) if n > cfg.fit_sample else np.arange(n)
+    x_fit = x[fit_idx]
+    model.fitted_on = len(fit_idx)
+
+    k_want = k_fixed if k_fixed is not None else cfg.k
+    from sklearn import config_context
+
+    # one thread: sums in KMeans must not depend on the core count; capped scratch memory
+    with threadpool_limits(limits=1), config_context(working_memory=128):
+        fitted: dict[int, object] = {}
+        if k_want:
+            k = min(k_want, distinct)
+        else:
+            lo, hi = k_range or (cfg.k_min, cfg.k_max)
+            hi = min(hi, distinct - 1)
+            k = _choose_k(x_fit, lo, hi, cfg, model, fitted) if lo <= hi else 1
+        if k <= 1:
+            labels = np.zeros(n, dtype=np.int64)
+        else:
+            km = fitted.get(k) or _kmeans(x_fit, k, cfg.seed)
+            labels = km.predict(x).astype(np.int64)
+    monetary = df["monetary"].to_numpy().astype(np.float64)
+    labels = _order_by_monetary(labels, monetary, max(k, 1))
+    model.k = max(k, 1)
+    if model.scores:
+        model.silhouette = model.scores.get(model.k)
+    model.centroids = [
+        {
+            "cluster": c,
+            "customers": int((labels == c).sum()),
+            **{f"mean_{name}": float(raw_col[labels == c].mean()) if (labels == c).any() else 0.0
+               for name, raw_col in zip(FEATURES, (df[f].to_numpy().astype(np.float64) for f in FEATURES))},
+        }
+        for c in range(model.k)
+    ]
+    return labels, model
+
+
+def _choose_k(x_fit: np.ndarray, lo: int, hi: int, cfg: ClusterConfig, model: ClusterModel,
+              fitted: dict[int, object]) -> int:
+    """The k in [lo, hi] with the best silhouette on a seeded sample; ties pick the smaller k."""
+    from sklearn.metrics import silhouette_score
+
+    rng = np.random.default_rng(cfg.seed + 1)
+    m = len(x_fit)
+    sample = np.sort(rng.choice(m, cfg.silhouette_sample, replace=False)) if m > cfg.silhouette_sample else np.arange(m)
+    best_k, best = lo, -np.inf
+    for k in range(lo, hi + 1):
+        fitted[k] = km = _kmeans(x_fit, k, cfg.seed)
+        labels = km.predict(x_fit[sample])
+        if len(np.unique(labels)) < 2:
+            continue
+        s = float(silhouette_score(x_fit[sample], labels))
+        model.scores[k] = round(s, 6)
+        if s > best:
+            best_k, best = k, s
+    return best_k

@@ -1,0 +1,60 @@
+"""The summary CLV libraries fit on (lifetimes, pymc-marketing): frequency, recency, T,
+monetary_value per customer, with periods of a day or a Monday-start week (SPEC §3)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+
+from segcli.rfm import orders
+
+EPOCH_MONDAY = dt.date(1970, 1, 5)  # a Monday: week numbers count from it
+
+
+def period_expr(date: pl.Expr, freq: str) -> pl.Expr:
+    """Whole periods since a fixed Monday: days, or Monday-start weeks."""
+    days = (date - pl.lit(EPOCH_MONDAY)).dt.total_days()
+    return days if freq == "D" else days.floordiv(7)
+
+
+def lifetimes_summary(tx: pl.LazyFrame, *, as_of: dt.date, freq: str, scale: int) -> pl.LazyFrame:
+    """Per customer with at least one purchase.
+
+    A period counts when it holds a purchase (an order dated in it, SPEC §3); its value is
+    the net sum of the customer's rows dated in it. ``frequency`` = counted periods - 1;
+    ``recency`` / ``T`` = periods from the first counted period to the last / to as-of;
+    ``monetary_value`` = mean value of the counted periods after the first (0 if none).
+    """
+    if freq not in ("D", "W"):
+        raise ValueError(f"freq must be D or W, not {freq!r}")
+    as_of_period = (as_of - EPOCH_MONDAY).days if freq == "D" else (as_of - EPOCH_MONDAY).days // 7
+    values = tx.group_by("customer_id", period_expr(pl.col("ts").dt.date(), freq).alias("period")).agg(
+        value_minor=pl.col("amount_minor").sum())
+    bought = (
+        orders(tx).filter(pl.col("purchase"))
+        .select("customer_id", period_expr(pl.col("date"), freq).alias("period"))
+        .unique()
+    )
+    counted = bought.join(values, on=["customer_id", "period"], how="left")
+    factor = 10**scale
+    return (
+        counted.group_by("customer_id")
+        .agg(
+            periods=pl.len(),
+            first=pl.col("period").min(),
+            last=pl.col("period").max(),
+            total_minor=pl.col("value_minor").sum(),
+            first_value_minor=pl.col("value_minor").sort_by("period").first(),
+        )
+        .select(
+            "customer_id",
+            frequency=(pl.col("periods") - 1).cast(pl.Int64),
+            recency=(pl.col("last") - pl.col("first")).cast(pl.Int64),
+            T=(pl.lit(as_of_period) - pl.col("first")).cast(pl.Int64),
+            monetary_value=pl.when(pl.col("periods") > 1)
+            .then((pl.col("total_minor") - pl.col("first_value_minor")) / (pl.col("periods") - 1) / factor)
+            .otherwise(0.0),
+        )
+        .sort("customer_id")
+    )

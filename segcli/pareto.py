@@ -1,0 +1,108 @@
+"""Revenue concentration: cumulative share, ABC classes, head sizes, top shares, Gini.
+
+Comparisons against a share ("has the head reached 80%?") are done in exact integer
+arithmetic on minor units, so a customer exactly on the line is classed the same on any
+machine.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import polars as pl
+
+from segcli.config import ParetoConfig
+
+HEAD_SHARES = (0.50, 0.80, 0.90, 0.95)
+TOP_SHARES = (0.01, 0.05, 0.10, 0.20, 0.50)
+
+
+def _frac(share: float) -> Fraction:
+    return Fraction(str(share))
+
+
+def before_line(share: float) -> pl.Expr:
+    """True while the revenue before this customer is below ``share`` of the total: the
+    customer is inside the smallest head reaching ``share`` (the one crossing it included).
+    Needs ``x`` (clipped minor units), ``cum_before`` and ``total`` columns."""
+    f = _frac(share)
+    return (pl.col("total") > 0) & (
+        pl.col("cum_before").cast(pl.Int128) * f.denominator < pl.col("total").cast(pl.Int128) * f.numerator
+    )
+
+
+def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None = None) -> pl.LazyFrame:
+    """Add ``pareto_rank`` (1 = biggest), ``cum_share`` and ``pareto_class`` (A/B/C).
+
+    Every customer takes part with monetary clipped at 0, sorted by it descending and by
+    customer id for ties. With ``keep_share`` also ``within_keep``: inside the wider head
+    that lets a previous VIP stay (hysteresis).
+    """
+    x = pl.col("monetary_minor").clip(lower_bound=0)
+    return (
+        lf.with_columns(x=x)
+        .sort(["x", "customer_id"], descending=[True, False])
+        .with_columns(cum=pl.col("x").cum_sum(), total=pl.col("x").sum(), pareto_rank=pl.int_range(1, pl.len() + 1))
+        .with_columns(cum_before=pl.col("cum") - pl.col("x"))
+        .with_columns(
+            cum_share=pl.when(pl.col("total") > 0).then(pl.col("cum") / pl.col("total")).otherwise(0.0),
+            pareto_class=pl.when(before_line(cfg.head_share)).then(pl.lit("A"))
+            .when(before_line(cfg.b_share)).then(pl.lit("B"))
+            .otherwise(pl.lit("C")),
+            within_keep=before_line(keep_share) if keep_share is not None else pl.lit(None, pl.Boolean),
+        )
+        .drop("x", "cum", "cum_before", "total")
+    )
+
+
+@dataclass(frozen=True)
+class Concentration:
+    customers: int
+    total_revenue: float
+    head: dict[float, tuple[int, float]]  # revenue share -> (customers needed, share of customers)
+    top: dict[float, tuple[int, float]]  # top customer share -> (customers, share of revenue)
+    gini: float
+    abc: dict[str, tuple[int, float]]  # class -> (customers, share of revenue)
+
+
+def concentration(x_minor: np.ndarray, classes: list[str] | np.ndarray, scale: int,
+                  head_shares: tuple[float, ...] = HEAD_SHARES) -> Concentration:
+    """Concentration figures from per-customer revenue (minor units, any order, clipped here).
+
+    Parameters
+    ----------
+    x_minor:
+        Net revenue per customer in minor units (int64).
+    classes:
+        The customers' ``pareto_class`` aligned with ``x_minor``.
+    scale:
+        Decimal places of the minor unit.
+    """
+    x = np.sort(np.clip(np.asarray(x_minor, dtype=np.int64), 0, None))[::-1]  # descending
+    n = len(x)
+    total = int(x.sum(dtype=np.int64))
+    cum = np.cumsum(x, dtype=np.int64)
+    head: dict[float, tuple[int, float]] = {}
+    top: dict[float, tuple[int, float]] = {}
+    for share in sorted(set(head_shares)):
+        f = _frac(share)
+        # smallest k with cum[k-1] >= share * total, in exact integers
+        need = 0 if total == 0 else int(np.searchsorted(cum * f.denominator >= total * f.numerator, True)) + 1
+        need = min(need, n) if total else 0
+        head[share] = (need, need / n if n else 0.0)
+    for share in TOP_SHARES:
+        k = math.ceil(_frac(share) * n)
+        top[share] = (k, (int(cum[k - 1]) / total) if (k and total) else 0.0)
+    asc = x[::-1].astype(np.float64)
+    i = np.arange(1, n + 1, dtype=np.float64)
+    gini = float(((2 * i - n - 1) * asc).sum() / (n * asc.sum())) if n and total else 0.0
+    cls = np.asarray(classes)
+    raw = np.clip(np.asarray(x_minor, dtype=np.int64), 0, None)
+    abc = {}
+    for c in ("A", "B", "C"):
+        mask = cls == c
+        abc[c] = (int(mask.sum()), (int(raw[mask].sum(dtype=np.int64)) / total) if total else 0.0)
+    return Concentration(n, total / 10**scale, head, top, gini, abc)

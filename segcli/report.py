@@ -1,0 +1,156 @@
+"""Summary tables (DataFrame -> DataFrame) and their rendering (DataFrame -> str). No printing."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import polars as pl
+import tabulate as tabulate_mod
+from tabulate import tabulate
+
+from segcli.config import SERVICE_FIELDS
+from segcli.pareto import Concentration
+
+tabulate_mod.WIDE_CHARS_MODE = True  # CJK labels take two columns: keep tables aligned
+MACHINE_FORMATS = ("csv", "json")
+GROUPINGS = ("tier", "vip_group", "rfm_segment", "cluster")
+GROUP_ORDER = {"tier": ["zhixin", "yuxin"]}
+
+
+def summarize(df: pl.DataFrame, by: str) -> pl.DataFrame:
+    """Per group: customers, shares of customers and revenue, recency, frequency, monetary;
+    by tier or VIP group also the service terms promised.
+
+    Parameters
+    ----------
+    df:
+        An assignments table (SPEC §5 columns).
+    by:
+        ``tier``, ``vip_group``, ``rfm_segment`` or ``cluster``.
+    """
+    if by not in df.columns:
+        raise KeyError(by)
+    data = df.filter(pl.col("vip_group").is_not_null()) if by == "vip_group" else df
+    n_all = data.height
+    revenue_all = data["monetary"].sum() if n_all else 0.0
+    aggs: list[pl.Expr] = [
+        pl.len().alias("customers"),
+        (pl.len() / max(n_all, 1)).alias("customer_share"),
+        pl.col("monetary").sum().alias("revenue"),
+        (pl.col("monetary").sum() / revenue_all if revenue_all else pl.lit(0.0)).alias("revenue_share"),
+        pl.col("recency_days").mean().alias("mean_recency_days"),
+        pl.col("recency_days").median().alias("median_recency_days"),
+        pl.col("frequency").mean().alias("mean_frequency"),
+        pl.col("monetary").mean().alias("mean_monetary"),
+    ]
+    if by == "tier":
+        aggs.insert(0, pl.col("tier_label").first().alias("label"))
+    if by in ("tier", "vip_group"):
+        aggs += [_term(name) for name in SERVICE_FIELDS]
+    out = data.group_by(by).agg(aggs)
+    if by in GROUP_ORDER:
+        order = {v: i for i, v in enumerate(GROUP_ORDER[by])}
+        out = out.with_columns(_o=pl.col(by).replace_strict(order, default=len(order), return_dtype=pl.Int64))
+        out = out.sort("_o", by).drop("_o")
+    else:
+        out = out.sort(by, nulls_last=True)
+    return out
+
+
+def _term(name: str) -> pl.Expr:
+    """A service term of a group: its value, or ``low-high`` when the group's rows differ."""
+    col = pl.col(name)
+    if name in ("service_level", "channel"):
+        return col.drop_nulls().unique().sort().str.join("/").alias(name)
+    low, high = col.min().cast(pl.String), col.max().cast(pl.String)
+    return pl.when(low == high).then(low).otherwise(pl.concat_str(low, pl.lit("-"), high)).alias(name)
+
+
+def _display(df: pl.DataFrame) -> list[list[Any]]:
+    """Rows formatted for people: shares as percentages, money with separators."""
+    rows = []
+    for row in df.iter_rows(named=True):
+        cells = []
+        for key, value in row.items():
+            if value is None:
+                cells.append("")
+            elif isinstance(value, float) and (key.endswith("share") or key == "gini"):
+                cells.append(f"{value:.1%}" if key != "gini" else f"{value:.4f}")
+            elif isinstance(value, float):
+                cells.append(f"{value:,.2f}" if "monetary" in key or "revenue" in key or "value" in key
+                             or "limit" in key else f"{value:,.1f}")
+            elif isinstance(value, int) and not isinstance(value, bool) and key in ("customers", "revenue"):
+                cells.append(f"{value:,}")
+            else:
+                cells.append(value)
+        rows.append(cells)
+    return rows
+
+
+def render(df: pl.DataFrame, fmt: str, *, title: str | None = None) -> str:
+    """Render a table in any tabulate format, or ``csv`` / ``json`` (records)."""
+    if fmt == "csv":
+        buf = io.StringIO()
+        df.write_csv(buf)
+        return buf.getvalue()
+    if fmt == "json":
+        return json.dumps(to_records(df), ensure_ascii=False, indent=2) + "\n"
+    text = tabulate(_display(df), headers=df.columns, tablefmt=fmt, disable_numparse=True)
+    return (f"{title}\n" if title else "") + text + "\n"
+
+
+def to_records(df: pl.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in df.iter_rows(named=True)]
+
+
+def concentration_tables(c: Concentration) -> dict[str, pl.DataFrame]:
+    """The Pareto report as three small tables: head sizes, top shares, ABC classes."""
+    head = pl.DataFrame({
+        "revenue_share": list(c.head),
+        "customers": [v[0] for v in c.head.values()],
+        "customer_share": [v[1] for v in c.head.values()],
+    })
+    top = pl.DataFrame({
+        "top_customer_share": list(c.top),
+        "customers": [v[0] for v in c.top.values()],
+        "revenue_share": [v[1] for v in c.top.values()],
+    })
+    abc = pl.DataFrame({
+        "pareto_class": list(c.abc),
+        "customers": [v[0] for v in c.abc.values()],
+        "revenue_share": [v[1] for v in c.abc.values()],
+    })
+    return {"head": head, "top": top, "abc": abc}
+
+
+def concentration_document(c: Concentration) -> dict[str, Any]:
+    tables = concentration_tables(c)
+    return {
+        "customers": c.customers,
+        "total_revenue": c.total_revenue,
+        "gini": c.gini,
+        **{name: to_records(t) for name, t in tables.items()},
+    }
+
+
+def render_concentration(c: Concentration, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(concentration_document(c), ensure_ascii=False, indent=2) + "\n"
+    tables = concentration_tables(c)
+    if fmt == "csv":
+        return "\n".join(render(t, "csv") for t in tables.values())
+    parts = [
+        f"customers: {c.customers:,}   net revenue (clipped at 0): {c.total_revenue:,.2f}   Gini: {c.gini:.4f}\n",
+        render(tables["head"], fmt, title="customers needed to reach a share of revenue"),
+        render(tables["top"], fmt, title="revenue share of the top customers"),
+        render(tables["abc"], fmt, title="ABC classes"),
+    ]
+    return "\n".join(parts)
+
+
+def headline(c: Concentration, head_share: float) -> str:
+    need, share = c.head.get(head_share, (0, 0.0))
+    return (f"{share:.1%} of customers ({need:,} of {c.customers:,}) hold {head_share:.0%} of net revenue; "
+            f"Gini {c.gini:.3f}")

@@ -1,0 +1,94 @@
+"""Transactions -> orders -> per-customer recency, frequency, monetary; scores and segments.
+
+Money stays in integer minor units (``*_minor``, amount x 10^scale) so sums are exact and
+independent of the order rows arrive in; floats appear only in output columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import polars as pl
+
+from segcli.config import RfmConfig, segment_of
+
+WORST_RECENCY = 10**9  # stands for "never bought" when ranking recency
+
+
+def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per order: rows sharing (customer_id, order_id), or without an order id the
+    same customer and timestamp (one order per customer-day with date-only data)."""
+    amount = pl.col("amount_minor")
+    return (
+        tx.with_columns(order_ts=pl.when(pl.col("order_id").is_null()).then(pl.col("ts")))
+        .group_by("customer_id", "order_id", "order_ts")
+        .agg(
+            net_minor=amount.sum(),
+            has_return=(amount < 0).any(),
+            gross_minor=amount.clip(lower_bound=0).sum(),
+            returns_minor=(-amount).clip(lower_bound=0).sum(),
+            # returns never move an order's date: it is the earliest non-negative row's
+            date=pl.col("ts").filter(amount >= 0).min().dt.date(),
+        )
+        .with_columns(
+            # a free order counts; a fully refunded one, or a return alone, does not
+            purchase=(pl.col("net_minor") > 0) | ((pl.col("net_minor") == 0) & ~pl.col("has_return")),
+        )
+    )
+
+
+def customer_features(order_lf: pl.LazyFrame, *, as_of: dt.date) -> pl.LazyFrame:
+    """Per customer: frequency, first/last purchase, recency_days and money in minor units.
+
+    A customer with rows but no purchase keeps null recency and dates.
+    """
+    purchase = pl.col("purchase")
+    return (
+        order_lf.group_by("customer_id")
+        .agg(
+            frequency=purchase.sum().cast(pl.Int64),
+            first_purchase=pl.col("date").filter(purchase).min(),
+            last_purchase=pl.col("date").filter(purchase).max(),
+            monetary_minor=pl.col("net_minor").sum(),
+            gross_minor=pl.col("gross_minor").sum(),
+            returns_minor=pl.col("returns_minor").sum(),
+        )
+        .with_columns(recency_days=(pl.lit(as_of) - pl.col("last_purchase")).dt.total_days().cast(pl.Int64))
+    )
+
+
+def score(value: pl.Expr, bins: int) -> pl.Expr:
+    """``1 + floor(bins * (rank_min - 1) / n)`` ranking worst to best; ties share a score."""
+    rank_min = value.rank("min").cast(pl.Int64)
+    return (1 + (bins * (rank_min - 1)) // pl.len().cast(pl.Int64)).cast(pl.Int8)
+
+
+def score_rfm(lf: pl.LazyFrame, cfg: RfmConfig) -> pl.LazyFrame:
+    """Add ``r_score``, ``f_score``, ``m_score`` (1..bins, higher = better), ``rfm_code`` and
+    ``rfm_segment`` (first matching rule of the configured map, joined as a small table)."""
+    bins = cfg.bins
+    recency_goodness = -pl.col("recency_days").fill_null(WORST_RECENCY)  # more recent = better
+    sep = "" if bins < 10 else "-"
+    scored = lf.with_columns(
+        r_score=score(recency_goodness, bins),
+        f_score=score(pl.col("frequency"), bins),
+        m_score=score(pl.col("monetary_minor"), bins),
+    ).with_columns(
+        rfm_code=pl.concat_str(pl.col("r_score"), pl.col("f_score"), pl.col("m_score"), separator=sep),
+    )
+    return scored.join(segment_table(cfg).lazy(), on=["r_score", "f_score", "m_score"], how="left")
+
+
+def segment_table(cfg: RfmConfig) -> pl.DataFrame:
+    """Every (r, f, m) score cell with its segment name: the config's map as data."""
+    cells = list(itertools.product(range(1, cfg.bins + 1), repeat=3))
+    return pl.DataFrame(
+        {
+            "r_score": [c[0] for c in cells],
+            "f_score": [c[1] for c in cells],
+            "m_score": [c[2] for c in cells],
+            "rfm_segment": [segment_of(cfg.segments, *c) for c in cells],
+        },
+        schema={"r_score": pl.Int8, "f_score": pl.Int8, "m_score": pl.Int8, "rfm_segment": pl.String},
+    )

@@ -1,0 +1,135 @@
+"""Tiers (SPEC §4): who is 知心 (zhixin, VIP) and who is 遇心 (yuxin, standard), why, in
+which VIP group, and with what service terms.
+"""
+
+from __future__ import annotations
+
+import operator
+from fractions import Fraction
+
+import numpy as np
+import polars as pl
+
+from segcli.clusters import ClusterModel, cluster_customers
+from segcli.config import Config, GroupNameRule, ServiceConfig, TierConfig
+
+ZHIXIN, YUXIN = "zhixin", "yuxin"
+YUXIN_REASONS = ("departed", "no_purchase", "non_positive_revenue", "inactive", "below_head", "capacity_cut")
+ZHIXIN_REASONS = ("pareto_head", "kept_by_hysteresis")
+_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
+
+
+def vip_limit(cfg: TierConfig, n_customers: int) -> int:
+    """L = min(capacity, floor(max_share * N)), exactly (0.2 * 10 is 2, not 1.999...)."""
+    by_share = int(Fraction(str(cfg.max_share)) * n_customers)
+    return min(cfg.capacity, by_share) if cfg.capacity else by_share
+
+
+def assign_tiers(lf: pl.LazyFrame, cfg: TierConfig, *, n_customers: int, has_previous: bool) -> pl.LazyFrame:
+    """Add ``tier`` and ``reason``.
+
+    Needs ``frequency``, ``monetary_minor``, ``recency_days``, ``pareto_class``,
+    ``customer_id``, and with a previous run ``was_vip`` and ``within_keep``.
+    """
+    limit = vip_limit(cfg, n_customers)
+    entry = pl.col("pareto_class") == "A"
+    eligible = (pl.col("frequency") > 0) & (pl.col("monetary_minor") > 0) & (pl.col("recency_days") <= cfg.active_days)
+    kept = (pl.col("was_vip") & pl.col("within_keep")) if has_previous else pl.lit(False)
+    candidate = eligible & (entry | kept)
+    # seat = position among candidates: incumbents first when configured, then by monetary
+    # descending and customer id, so the cut at the limit is deterministic
+    priority = [~pl.col("was_vip")] if (has_previous and cfg.incumbents_first) else []
+    by = [~pl.col("_candidate"), *priority, pl.col("monetary_minor"), pl.col("customer_id")]
+    descending = [False] * (1 + len(priority)) + [True, False]
+    reason = (
+        pl.when(pl.col("frequency") == 0).then(pl.lit("no_purchase"))
+        .when(pl.col("monetary_minor") <= 0).then(pl.lit("non_positive_revenue"))
+        .when(pl.col("recency_days") > cfg.active_days).then(pl.lit("inactive"))
+        .when(~pl.col("_candidate")).then(pl.lit("below_head"))
+        .when(pl.col("_seat") > limit).then(pl.lit("capacity_cut"))
+        .when(entry).then(pl.lit("pareto_head"))
+        .otherwise(pl.lit("kept_by_hysteresis"))
+    )
+    return (
+        lf.with_columns(_candidate=candidate)
+        .sort(by, descending=descending)
+        .with_columns(_seat=pl.int_range(1, pl.len() + 1))
+        .with_columns(reason=reason)
+        .with_columns(tier=pl.when(pl.col("reason").is_in(ZHIXIN_REASONS)).then(pl.lit(ZHIXIN)).otherwise(pl.lit(YUXIN)))
+        .drop("_seat", "_candidate")
+    )
+
+
+def name_groups(profiles: list[dict[str, float]], rules: tuple[GroupNameRule, ...], fallback: str,
+                tier_medians: dict[str, float]) -> list[str]:
+    """Name each group by its median profile: the first rule that holds, else ``fallback``;
+    repeated names get ``_2``, ``_3`` in group order."""
+    names: list[str] = []
+    for prof in profiles:
+        name = fallback
+        for rule in rules:
+            target = tier_medians[rule.metric] if rule.value == "tier_median" else float(rule.value)
+            if _OPS[rule.op](prof[rule.metric], target):
+                name = rule.name
+                break
+        count = sum(1 for n in names if n == name or n.startswith(name + "_") and n[len(name) + 1:].isdigit())
+        names.append(name if count == 0 else f"{name}_{count + 1}")
+    return names
+
+
+GROUP_PROFILE = ("recency_days", "frequency", "monetary", "avg_order_value", "r_score", "f_score", "m_score")
+
+
+def vip_groups(df: pl.DataFrame, cfg: Config) -> tuple[pl.Series, dict[str, object]]:
+    """KMeans the VIP rows (k = min(cfg k, distinct rows)) and name the groups by profile.
+
+    Returns the ``vip_group`` column aligned with ``df`` (null for standard customers) and
+    the group model for the metadata.
+    """
+    vip_mask = (df["tier"] == ZHIXIN).to_numpy()
+    vip = df.filter(pl.col("tier") == ZHIXIN)
+    out = np.full(df.height, None, dtype=object)
+    info: dict[str, object] = {"k": 0, "groups": []}
+    if vip.height == 0:
+        return pl.Series("vip_group", out.tolist(), dtype=pl.String), info
+    labels, model = cluster_customers(vip, cfg.cluster, k_fixed=cfg.vip_groups.k)
+    tier_medians = {m: float(vip[m].cast(pl.Float64).median()) for m in GROUP_PROFILE}  # type: ignore[arg-type]
+    profiles = []
+    for g in range(model.k):
+        part = vip.filter(pl.Series(labels == g))
+        profiles.append({m: float(part[m].cast(pl.Float64).median()) for m in GROUP_PROFILE})  # type: ignore[arg-type]
+    names = name_groups(profiles, cfg.vip_groups.names, cfg.vip_groups.fallback, tier_medians)
+    out[vip_mask] = np.asarray(names, dtype=object)[labels]
+    info = {
+        "k": model.k,
+        "groups": [
+            {"vip_group": names[g], "customers": int((labels == g).sum()),
+             **{f"median_{m}": profiles[g][m] for m in GROUP_PROFILE}}
+            for g in range(model.k)
+        ],
+        "tier_medians": tier_medians,
+    }
+    return pl.Series("vip_group", out.tolist(), dtype=pl.String), info
+
+
+def service_table(service: ServiceConfig, groups: list[str]) -> pl.DataFrame:
+    """One row per (tier, vip_group) with its terms; the join key for every customer."""
+    rows = [(YUXIN, None, service.yuxin), (ZHIXIN, None, service.zhixin)]
+    rows += [(ZHIXIN, g, service.for_group(g)) for g in groups]
+    return pl.DataFrame(
+        [
+            {"tier": tier, "vip_group": group, **terms.__dict__}
+            for tier, group, terms in rows
+        ],
+        schema={"tier": pl.String, "vip_group": pl.String, "service_level": pl.String,
+                "first_response_minutes": pl.Int64, "resolution_hours": pl.Int64, "update_interval_hours": pl.Int64,
+                "channel": pl.String, "goodwill_limit": pl.Float64},
+    )
+
+
+def with_service_terms(lf: pl.LazyFrame, service: ServiceConfig, groups: list[str], labels: dict[str, str]) -> pl.LazyFrame:
+    """Attach ``tier_label`` and the service terms of each row's tier and VIP group."""
+    terms = service_table(service, groups).lazy()
+    return lf.join(terms, on=["tier", "vip_group"], how="left", nulls_equal=True).with_columns(
+        tier_label=pl.col("tier").replace_strict(labels, default=pl.col("tier")),
+    )

@@ -25,8 +25,7 @@ from segcli.config import Config, config_from_dict, default_config_text, load_co
 from segcli.errors import InputDataError, OutputError, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_summary
-from segcli.pareto import concentration
-from segcli.pipeline import customer_table, load_transactions, rfm_table, segment
+from segcli.pipeline import concentration_of, customer_table, load_transactions, rfm_table, segment
 from segcli.report import GROUPINGS, concentration_document, headline, render, render_concentration, summarize, to_records
 
 app = typer.Typer(
@@ -161,8 +160,7 @@ def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
     if rejects is None or out in (None, "-"):
         return None
     path = f"{out}.rejects.csv"
-    table = rejects.select("source", "line", "raw_customer_id", "raw_date", "raw_amount")
-    write_table(table, path, meta={"rows": table.height})
+    write_table(rejects, path, meta=None)
     return path
 
 
@@ -205,10 +203,7 @@ def segment_cmd(
         _err("segcli: preview only: nothing written (use -o assignments.parquet to write the assignments)")
     if quiet and not as_json:
         return
-    df = result.customers
-    conc = concentration(df["monetary"].fill_null(0).to_numpy() * 10**cfg.input.amount_scale,
-                         df["pareto_class"].fill_null("C").to_numpy(), cfg.input.amount_scale,
-                         head_shares=(cfg.pareto.head_share,))
+    df, conc = result.customers, result.concentration
     summary = summarize(df, "tier")
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
@@ -290,9 +285,8 @@ def pareto_cmd(
     """
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
     tx = load_transactions(inputs, cfg)
-    df = customer_table(tx, cfg)
+    conc = concentration_of(customer_table(tx, cfg), cfg, tx.scale)
     _warn(tx.warnings, cfg, quiet)
-    conc = concentration(df["monetary_minor"].to_numpy(), df["pareto_class"].to_numpy(), tx.scale)
     sys.stdout.write(render_concentration(conc, _table_format(fmt, as_json)))
 
 

@@ -181,13 +181,17 @@ class Config:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+OPEN_TABLES = {"input.columns", "service.groups", "tiers.labels"}
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[str, Any]:
     """Deep-merge ``over`` into ``base``; unknown keys are errors, arrays of tables replace."""
     out = copy.deepcopy(base)
+    table = path.rstrip(".")
     for key, value in over.items():
         where = f"{path}{key}"
-        open_tables = {"columns", "groups", "labels"}  # tables whose keys users may add
-        if key not in base and path.rstrip(".").split(".")[-1] not in open_tables:
+        free = table in OPEN_TABLES or table.startswith("service.groups.")  # keys users may add
+        if key not in base and not free:
             raise ConfigError(f"unknown configuration key '{where}'", [f"known keys here: {', '.join(sorted(base))}"])
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             out[key] = _merge(base[key], value, where + ".")

@@ -197,6 +197,22 @@ def read_columns(src: Source, lf: pl.LazyFrame) -> list[str]:
         raise InputDataError(f"{src.name}: cannot read: {str(exc).splitlines()[0]}") from None
 
 
+def ragged_lines(src: Source, limit: int = 5) -> list[str]:
+    """Lines whose field count differs from the header's (read only on the error path)."""
+    import csv
+
+    found: list[str] = []
+    with src.path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=src.separator)
+        header = next(reader, [])
+        for row in reader:
+            if row and len(row) != len(header):
+                found.append(f"line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
+                if len(found) >= limit:
+                    break
+    return found
+
+
 # --------------------------------------------------------------------------- writing
 
 
@@ -277,31 +293,29 @@ def _csv_bytes(df: pl.DataFrame, encoding: str) -> bytes:
     return text.encode("utf-8-sig" if encoding == "utf-8-sig" else "gb18030")
 
 
-def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any], csv_encoding: str = "utf-8") -> list[str]:
+def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_encoding: str = "utf-8") -> list[str]:
     """Write ``df`` to ``out`` (parquet/csv/jsonl or ``-``) atomically with its run metadata.
 
-    Returns the paths written (the sidecar ``OUT.meta.json`` for CSV and JSONL included).
+    Returns the paths written (the sidecar ``OUT.meta.json`` for CSV and JSONL included;
+    none when ``meta`` is None).
     """
     kind = output_kind(out)
-    meta_json = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)
     if out == STDIN:
-        try:
-            sys.stdout.buffer.write(_csv_bytes(df, csv_encoding))
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            raise
+        sys.stdout.buffer.write(_csv_bytes(df, csv_encoding))
+        sys.stdout.buffer.flush()
         return []
     final = Path(out)
     clean_stale_temps(final.parent, final.name)
     with atomic_path(final) as tmp:
         if kind == "parquet":
-            df.write_parquet(tmp, compression="zstd", statistics=True, metadata={"segcli": meta_json})
+            kv = {"segcli": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)} if meta else None
+            df.write_parquet(tmp, compression="zstd", statistics=True, metadata=kv)
         elif kind == "csv":
             tmp.write_bytes(_csv_bytes(df, csv_encoding))
         else:
             df.write_ndjson(tmp)
     written = [str(final)]
-    if kind != "parquet":
+    if kind != "parquet" and meta is not None:
         side = final.with_name(final.name + ".meta.json")
         with atomic_path(side) as tmp:
             tmp.write_text(json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n",

@@ -7,7 +7,7 @@ import datetime as dt
 
 import polars as pl
 
-from segcli.rfm import orders
+from segcli.rfm import money, orders
 
 EPOCH_MONDAY = dt.date(1970, 1, 5)  # a Monday: week numbers count from it
 
@@ -37,7 +37,6 @@ def lifetimes_summary(tx: pl.LazyFrame, *, as_of: dt.date, freq: str, scale: int
         .unique()
     )
     counted = bought.join(values, on=["customer_id", "period"], how="left")
-    factor = 10**scale
     return (
         counted.group_by("customer_id")
         .agg(
@@ -53,7 +52,7 @@ def lifetimes_summary(tx: pl.LazyFrame, *, as_of: dt.date, freq: str, scale: int
             recency=(pl.col("last") - pl.col("first")).cast(pl.Int64),
             T=(pl.lit(as_of_period) - pl.col("first")).cast(pl.Int64),
             monetary_value=pl.when(pl.col("periods") > 1)
-            .then((pl.col("total_minor") - pl.col("first_value_minor")) / (pl.col("periods") - 1) / factor)
+            .then(money(pl.col("total_minor") - pl.col("first_value_minor"), scale) / (pl.col("periods") - 1))
             .otherwise(0.0),
         )
         .sort("customer_id")

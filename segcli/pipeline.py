@@ -20,10 +20,10 @@ from segcli import __version__
 from segcli.clusters import ClusterModel, cluster_customers
 from segcli.config import Config
 from segcli.errors import InputDataError, UsageError
-from segcli.io import Source, expand_inputs, open_source, read_columns, scan_source
+from segcli.io import Source, expand_inputs, open_source, ragged_lines, read_columns, scan_source
 from segcli.parse import RULES, canonical, invalid_expr, resolve_columns
-from segcli.pareto import pareto_rank
-from segcli.rfm import customer_features, orders, score_rfm
+from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
+from segcli.rfm import customer_features, money, orders, score_rfm
 from segcli.tiers import YUXIN, ZHIXIN, assign_tiers, vip_groups, with_service_terms
 
 SCHEMA_VERSION = 1
@@ -54,12 +54,18 @@ class Transactions:
     rejects: pl.DataFrame | None = None
 
 
-def _polars_error(exc: Exception, where: str) -> InputDataError:
+def _polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    hint = []
+    where = ", ".join(s.name for s in sources)
+    hint: list[str] = []
     if "more fields" in text or "ragged" in text.lower():
+        bad = [(s, ragged_lines(s)) for s in sources if s.kind == "csv"]
+        bad = [(s, lines) for s, lines in bad if lines]
+        if bad:
+            where = ", ".join(s.name for s, _ in bad)
+            hint = [f"{s.name}: {line}" for s, lines in bad for line in lines]
         text = "ragged rows: a row has more fields than the header"
-        hint = ["fix the row or quote the field that holds the extra separator"]
+        hint.append("fix the row, or quote the field that holds the extra separator")
     elif "utf-8" in text.lower() or "utf8" in text.lower():
         hint = ["if the file is GBK/GB18030, pass --encoding gb18030"]
     return InputDataError(f"{where}: cannot parse: {text}", hint)
@@ -111,7 +117,7 @@ def load_transactions(inputs: list[str], cfg: Config) -> Transactions:
     try:
         src_stats, days, cur = pl.collect_all([per_source, per_day, currencies])
     except pl.exceptions.PolarsError as exc:
-        raise _polars_error(exc, ", ".join(s.name for s in sources)) from None
+        raise _polars_error(exc, sources) from None
 
     src_stats = src_stats.sort("source")
     total_rows = int(src_stats["rows"].sum())
@@ -130,7 +136,10 @@ def load_transactions(inputs: list[str], cfg: Config) -> Transactions:
         bad = examples.collect()
         if invalid_rows > allowed:
             raise InputDataError(*_invalid_report(sources, colmaps, src_stats, bad, total_rows, invalid_rows))
-        rejects = canon.filter(invalid_expr()).collect()
+        names = {i: s.name for i, s in enumerate(sources)}
+        rejects = (canon.filter(invalid_expr()).collect()
+                   .select(pl.col("source").replace_strict(names, return_dtype=pl.String).alias("file"), "line", pl.col("raw_customer_id").alias("customer_id"),
+                           pl.col("raw_date").alias("date"), pl.col("raw_amount").alias("amount")))
         warnings.append(f"{invalid_rows} invalid row{'s' if invalid_rows > 1 else ''} skipped "
                         f"(within --max-invalid {cfg.analysis.max_invalid:g}); written to the rejects file")
 
@@ -202,7 +211,7 @@ def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFra
             ex = bad.filter((pl.col("source") == row["source"]) & pred).head(EXAMPLES)
             where = "line" if src.kind != "parquet" else "row"
             for line, value in zip(ex["line"], ex[raw_col]):
-                details.append(f"    {where} {line}: {column}={value!r}")
+                details.append(f"    {where} {line}: {column}={(value if value is not None else '')!r}")
     details.append("fix the rows, map the columns with [input.columns] / input.date_formats, or let up to N bad "
                    "rows through with --max-invalid N (they go to a rejects file)")
     return f"{names}: {invalid} of {total} rows are invalid", details
@@ -216,19 +225,19 @@ class Segmentation:
     meta: dict[str, Any]
     warnings: list[str]
     rejects: pl.DataFrame | None
+    concentration: Concentration
 
 
 def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = None) -> pl.DataFrame:
     """Per-customer features, scores, segment, Pareto rank and class (the lazy heavy step)."""
-    factor = 10**tx.scale
     lf = (
         customer_features(orders(tx.tx), as_of=tx.as_of)
         .pipe(score_rfm, cfg.rfm)
         .pipe(pareto_rank, cfg.pareto, keep_share=keep_share)
         .with_columns(
-            monetary=pl.col("monetary_minor") / factor,
-            gross_revenue=pl.col("gross_minor") / factor,
-            returns_amount=pl.col("returns_minor") / factor,
+            monetary=money(pl.col("monetary_minor"), tx.scale),
+            gross_revenue=money(pl.col("gross_minor"), tx.scale),
+            returns_amount=money(pl.col("returns_minor"), tx.scale),
         )
         .with_columns(
             avg_order_value=pl.when(pl.col("frequency") > 0).then(pl.col("monetary") / pl.col("frequency")),
@@ -239,7 +248,7 @@ def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = 
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as exc:
-        raise _polars_error(exc, ", ".join(s["path"] for s in tx.sources)) from None
+        raise InputDataError(f"{', '.join(s['path'] for s in tx.sources)}: cannot parse: {exc}") from None
 
 
 def add_clusters(df: pl.DataFrame, cfg: Config) -> tuple[pl.DataFrame, ClusterModel]:
@@ -260,6 +269,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     tx = load_transactions(inputs, cfg)
     has_prev = previous is not None
     df = customer_table(tx, cfg, keep_share=cfg.tiers.keep_share if has_prev else None)
+    conc = concentration_of(df, cfg, tx.scale)
     df, model = add_clusters(df, cfg)
     warnings = list(tx.warnings)
 
@@ -289,7 +299,13 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     )
     meta = run_record(cfg, tx, model, group_info, out, started, created_at,
                       previous_meta=previous_meta if has_prev else None)
-    return Segmentation(out, meta, warnings, tx.rejects)
+    return Segmentation(out, meta, warnings, tx.rejects, conc)
+
+
+def concentration_of(df: pl.DataFrame, cfg: Config, scale: int) -> Concentration:
+    """Pareto figures of a customer table (exact minor units)."""
+    return concentration(df["monetary_minor"].to_numpy(), df["pareto_class"].to_numpy(), scale,
+                         head_shares=HEAD_SHARES + (cfg.pareto.head_share,))
 
 
 def _guard(previous: pl.DataFrame, df: pl.DataFrame, cfg: Config, force: bool, warnings: list[str]) -> None:

@@ -16,6 +16,15 @@ from segcli.config import RfmConfig, segment_of
 WORST_RECENCY = 10**9  # stands for "never bought" when ranking recency
 
 
+def money(minor: pl.Expr, scale: int) -> pl.Expr:
+    """Minor units -> float, correctly rounded (982.8, not 982.8000000000001).
+
+    Polars turns a division by a literal into a multiplication by its reciprocal, which is
+    off by an ulp for many values; an exact decimal shift then one cast rounds once.
+    """
+    return (minor.cast(pl.Decimal(38, 0)).cast(pl.Decimal(38, scale)) / 10**scale).cast(pl.Float64)
+
+
 def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
     """One row per order: rows sharing (customer_id, order_id), or without an order id the
     same customer and timestamp (one order per customer-day with date-only data)."""

@@ -130,19 +130,62 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
 def _choose_k(x_fit: np.ndarray, lo: int, hi: int, cfg: ClusterConfig, model: ClusterModel,
               fitted: dict[int, object]) -> int:
     """The k in [lo, hi] with the best silhouette on a seeded sample; ties pick the smaller k."""
-    from sklearn.metrics import silhouette_score
-
     rng = np.random.default_rng(cfg.seed + 1)
     m = len(x_fit)
     sample = np.sort(rng.choice(m, cfg.silhouette_sample, replace=False)) if m > cfg.silhouette_sample else np.arange(m)
-    best_k, best = lo, -np.inf
+    labels_by_k = {}
     for k in range(lo, hi + 1):
         fitted[k] = km = _kmeans(x_fit, k, cfg.seed)
-        labels = km.predict(x_fit[sample])
-        if len(np.unique(labels)) < 2:
-            continue
-        s = float(silhouette_score(x_fit[sample], labels))
+        labels_by_k[k] = km.predict(x_fit[sample])  # type: ignore[attr-defined]
+    scores = silhouettes(x_fit[sample], labels_by_k)
+    best_k, best = lo, -np.inf
+    for k, s in scores.items():
         model.scores[k] = round(s, 6)
-        if s > best:
+        if s > best:  # strict: an equal score keeps the smaller k
             best_k, best = k, s
     return best_k
+
+
+def silhouettes(x: np.ndarray, labels_by_k: dict[int, np.ndarray], block: int = 512) -> dict[int, float]:
+    """Mean silhouette (euclidean) of one sample under several labelings at once.
+
+    Equal to ``sklearn.metrics.silhouette_score`` for each labeling, but the pairwise
+    distances, which dominate the cost, are computed once for all k instead of once per k.
+    Labelings with fewer than two clusters are skipped.
+    """
+    n = len(x)
+    ks = [k for k, lab in labels_by_k.items() if len(np.unique(lab)) >= 2]
+    if not ks or n < 2:
+        return {}
+    # one-hot membership of every labeling side by side: (n, sum of k)
+    offsets, blocks = {}, []
+    start = 0
+    for k in ks:
+        lab = np.unique(labels_by_k[k], return_inverse=True)[1]
+        width = lab.max() + 1
+        onehot = np.zeros((n, width))
+        onehot[np.arange(n), lab] = 1.0
+        offsets[k] = (start, width, lab)
+        blocks.append(onehot)
+        start += width
+    members = np.hstack(blocks)
+    sums = np.empty((n, start))
+    sq = (x * x).sum(axis=1)
+    for i in range(0, n, block):
+        d2 = sq[i:i + block, None] + sq[None, :] - 2.0 * (x[i:i + block] @ x.T)
+        np.maximum(d2, 0.0, out=d2)
+        sums[i:i + block] = np.sqrt(d2) @ members
+    out = {}
+    for k in ks:
+        first, width, lab = offsets[k]
+        s = sums[:, first:first + width]
+        size = members[:, first:first + width].sum(axis=0)
+        own = s[np.arange(n), lab]
+        own_size = size[lab]
+        a = np.where(own_size > 1, own / np.maximum(own_size - 1, 1), 0.0)
+        other = s / size
+        other[np.arange(n), lab] = np.inf
+        b = other.min(axis=1)
+        sil = np.where(own_size > 1, (b - a) / np.maximum(a, b), 0.0)
+        out[k] = float(np.nan_to_num(sil).mean())
+    return out

@@ -23,7 +23,7 @@ from segcli.errors import InputDataError, UsageError
 from segcli.io import Source, expand_inputs, open_source, ragged_lines, read_columns, scan_source
 from segcli.parse import RULES, canonical, invalid_expr, resolve_columns
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
-from segcli.rfm import customer_features, money, orders, score_rfm
+from segcli.rfm import customer_features, exact_sum, money, orders, score_rfm
 from segcli.tiers import YUXIN, ZHIXIN, assign_tiers, vip_groups, with_service_terms
 
 SCHEMA_VERSION = 1
@@ -330,7 +330,7 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
                out: pl.DataFrame, started: float, created_at: dt.datetime | None,
                previous_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``."""
-    tiers = out.group_by("tier").agg(n=pl.len(), revenue=pl.col("monetary").sum()).sort("tier")
+    tiers = out.group_by("tier").agg(n=pl.len(), revenue=exact_sum("monetary")).sort("tier")
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "segcli",
@@ -350,7 +350,6 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
         "previous": ({"as_of": previous_meta.get("as_of"), "config_hash": previous_meta.get("config_hash")}
                      if previous_meta is not None else None),
         "created_at": created_timestamp(created_at),
-        "elapsed_seconds": round(time.perf_counter() - started, 3),
     }
 
 

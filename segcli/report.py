@@ -12,6 +12,7 @@ from tabulate import tabulate
 
 from segcli.config import SERVICE_FIELDS
 from segcli.pareto import Concentration
+from segcli.rfm import exact_sum
 
 tabulate_mod.WIDE_CHARS_MODE = True  # CJK labels take two columns: keep tables aligned
 MACHINE_FORMATS = ("csv", "json")
@@ -34,16 +35,17 @@ def summarize(df: pl.DataFrame, by: str) -> pl.DataFrame:
         raise KeyError(by)
     data = df.filter(pl.col("vip_group").is_not_null()) if by == "vip_group" else df
     n_all = data.height
-    revenue_all = data["monetary"].sum() if n_all else 0.0
+    revenue_all = data.select(exact_sum("monetary")).item() if n_all else 0.0
+    revenue = exact_sum(pl.col("monetary").fill_null(0.0))
     aggs: list[pl.Expr] = [
         pl.len().alias("customers"),
         (pl.len() / max(n_all, 1)).alias("customer_share"),
-        pl.col("monetary").sum().alias("revenue"),
-        (pl.col("monetary").sum() / revenue_all if revenue_all else pl.lit(0.0)).alias("revenue_share"),
+        revenue.alias("revenue"),
+        (revenue / revenue_all if revenue_all else pl.lit(0.0)).alias("revenue_share"),
         pl.col("recency_days").mean().alias("mean_recency_days"),
         pl.col("recency_days").median().alias("median_recency_days"),
         pl.col("frequency").mean().alias("mean_frequency"),
-        pl.col("monetary").mean().alias("mean_monetary"),
+        (revenue / pl.len()).alias("mean_monetary"),
     ]
     if by == "tier":
         aggs.insert(0, pl.col("tier_label").first().alias("label"))

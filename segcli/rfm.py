@@ -25,6 +25,17 @@ def money(minor: pl.Expr, scale: int) -> pl.Expr:
     return (minor.cast(pl.Decimal(38, 0)).cast(pl.Decimal(38, scale)) / 10**scale).cast(pl.Float64)
 
 
+def exact_sum(col: str | pl.Expr) -> pl.Expr:
+    """Sum of a money column of floats, order-independent and exact.
+
+    Each float was rounded from an exact decimal with at most 8 places, so a cast back to
+    Decimal recovers it; a float sum inside a parallel group-by would depend on the order
+    rows arrive in and differ in the last bits between runs.
+    """
+    expr = pl.col(col) if isinstance(col, str) else col
+    return expr.cast(pl.Decimal(38, 8)).sum().cast(pl.Float64)
+
+
 def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
     """One row per order: rows sharing (customer_id, order_id), or without an order id the
     same customer and timestamp (one order per customer-day with date-only data)."""

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from segcli import __version__
-from segcli.clusters import ClusterModel, cluster_customers
+from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
 from segcli.errors import InputDataError, UsageError
 from segcli.io import Source, expand_inputs, open_source, ragged_lines, read_columns, scan_source
@@ -266,6 +266,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
             created_at: dt.datetime | None = None) -> Segmentation:
     """The main job (SPEC §3-§5): transactions in, one assignment per customer out."""
     started = time.perf_counter()
+    preload()
     tx = load_transactions(inputs, cfg)
     has_prev = previous is not None
     df = customer_table(tx, cfg, keep_share=cfg.tiers.keep_share if has_prev else None)
@@ -367,6 +368,7 @@ def created_timestamp(now: dt.datetime | None = None) -> str:
 def rfm_table(inputs: list[str], cfg: Config) -> tuple[pl.DataFrame, dict[str, Any], list[str], pl.DataFrame | None]:
     """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers."""
     started = time.perf_counter()
+    preload()
     tx = load_transactions(inputs, cfg)
     df, model = add_clusters(customer_table(tx, cfg), cfg)
     out = df.select(RFM_COLUMNS)

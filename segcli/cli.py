@@ -22,6 +22,7 @@ import typer
 
 from segcli import __version__
 from segcli.config import Config, config_from_dict, default_config_text, load_config
+from segcli.diff import change_counts, tier_diff
 from segcli.errors import InputDataError, OutputError, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_summary
@@ -214,9 +215,13 @@ def segment_cmd(
         return
     text = render(summary, fmt)
     if fmt not in ("csv",):
-        counts = result.meta["rows"]
+        counts, model = result.meta["rows"], result.meta["model"]
+        sil = model["cluster"]["silhouette"]
+        groups = ", ".join(f"{g['vip_group']} ({g['customers']:,})" for g in model["vip_groups"]["groups"])
         text = (f"as of {result.meta['as_of']}: {df.height:,} customers from {counts['rows_used']:,} rows\n"
-                f"{headline(conc, cfg.pareto.head_share)}\n\n{text}")
+                f"{headline(conc, cfg.pareto.head_share)}\n"
+                f"clusters: k={model['cluster']['k']}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
+                + (f"; VIP groups: {groups}" if groups else "") + f"\n\n{text}")
     _emit(text, to_stderr=(output == "-"))
 
 
@@ -311,6 +316,61 @@ def summary_cmd(
         write_text(text, output)
     else:
         sys.stdout.write(text)
+
+
+LIST_ROWS = 20
+
+
+@app.command("diff")
+@handle_errors
+def diff_cmd(
+    prev: Annotated[str, typer.Argument(help="The earlier assignments file.", show_default=False)],
+    curr: Annotated[str, typer.Argument(help="The later assignments file.", show_default=False)],
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the changed customers (customer_id, from_tier, to_tier, from_group, to_group, change) to .csv/.parquet/.jsonl or - for stdout.", show_default=False)] = None,
+    fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
+    output_encoding: OutEncodingOpt = None,
+) -> None:
+    """Tier migrations between two runs: matrix, upgrades, downgrades, new and departed.
+
+    Example: segcli diff 2025-11.parquet 2025-12.parquet -o moves.csv
+    """
+    if output == "-" and as_json:
+        raise UsageError("-o - and --json both ask for stdout: choose one")
+    if output is not None:
+        check_output_path(output, [prev, curr])
+    d = tier_diff(read_assignments(prev)[0], read_assignments(curr)[0], prev_name=prev, curr_name=curr)
+    moved = d.moved
+    if output is not None:
+        table = moved.select("customer_id", "from_tier", "to_tier", "from_group", "to_group", "change")
+        write_table(table, output, meta=None,
+                    csv_encoding=output_encoding.value if output_encoding else "utf-8")
+        if output == "-":
+            return
+    fmt = _table_format(fmt, as_json)
+    lists = {kind: moved.filter(pl.col("change") == kind).sort("to_monetary", "from_monetary", "customer_id",
+                                                                 descending=[True, True, False], nulls_last=True)
+             for kind in ("upgrade", "downgrade", "group_change", "new", "departed")}
+    if fmt == "json":
+        doc = {"previous": prev, "current": curr, "matrix": to_records(d.matrix),
+               "counts": dict(change_counts(d).iter_rows()),
+               **{f"{k}s" if k != "new" else "new": to_records(v) for k, v in lists.items()}}
+        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+        return
+    if quiet:
+        return
+    if moved.height == 0:
+        sys.stdout.write(f"no changes: {d.changes.height:,} customers in the same tier and group\n")
+        return
+    parts = [render(d.matrix, fmt, title=f"tier migrations {prev} -> {curr}"),
+             render(change_counts(d), fmt, title="changes")]
+    cols = ["customer_id", "from_group", "to_group", "from_monetary", "to_monetary", "recency_days", "frequency"]
+    for kind in ("upgrade", "downgrade"):
+        rows = lists[kind]
+        if rows.height:
+            more = f" (first {LIST_ROWS}; -o FILE for all)" if rows.height > LIST_ROWS else ""
+            parts.append(render(rows.select([c for c in cols if c in rows.columns]).head(LIST_ROWS), fmt,
+                                title=f"{kind}s: {rows.height:,}{more}"))
+    sys.stdout.write("\n".join(parts))
 
 
 @app.command("validate")

@@ -28,7 +28,7 @@ SERVICE_FIELDS = (
     "channel",
     "goodwill_limit",
 )
-TIER_METHODS = ("pareto",)
+TIER_METHODS = ("pareto", "cluster", "rule", "threshold")
 GROUP_METRICS = ("r_score", "f_score", "m_score", "recency_days", "frequency", "monetary", "avg_order_value")
 OPS = ("<", "<=", ">", ">=", "==")
 
@@ -115,6 +115,9 @@ class TierConfig:
     incumbents_first: bool
     keep_share: float
     labels: dict[str, str]
+    rule: str
+    threshold: float
+    top_clusters: int
 
 
 @dataclass(frozen=True)
@@ -426,7 +429,19 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         incumbents_first=rd.typed("tiers.incumbents_first", bool),
         keep_share=rd.share("tiers.keep_share"),
         labels=dict(labels),
+        rule=rd.str_("tiers.rule"),
+        threshold=float(rd.typed("tiers.threshold", (int, float))),
+        top_clusters=rd.int_("tiers.top_clusters", 0, 50),
     )
+    if tiers.method == "rule":
+        if not tiers.rule.strip():
+            raise rd.fail("tiers.rule", 'method = "rule" needs a rule, e.g. "monetary >= 5000 and recency_days <= 180"')
+        from segcli.rules import parse_rule
+        from segcli.schema import RULE_COLUMNS
+
+        parse_rule(tiers.rule, RULE_COLUMNS)  # a bad rule fails at load time, naming the token
+    if tiers.method == "threshold" and tiers.threshold <= 0:
+        raise rd.fail("tiers.threshold", 'method = "threshold" needs a positive amount')
     if tiers.keep_share < pareto.head_share:
         raise rd.fail("tiers.keep_share", f"{tiers.keep_share} is below pareto.head_share {pareto.head_share}: "
                       "the keep line must be wider than the entry line")

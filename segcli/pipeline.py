@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,21 +22,11 @@ from segcli.errors import InputDataError, UsageError
 from segcli.io import Source, expand_inputs, open_source, ragged_lines, read_columns, scan_source
 from segcli.parse import RULES, canonical, invalid_expr, resolve_columns
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
+from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS
 from segcli.rfm import customer_features, exact_sum, money, orders, score_rfm
 from segcli.tiers import YUXIN, ZHIXIN, assign_tiers, vip_groups, with_service_terms
 
 SCHEMA_VERSION = 1
-OUTPUT_COLUMNS = (
-    "customer_id", "tier", "tier_label", "vip_group", "reason", "service_level", "first_response_minutes",
-    "resolution_hours", "update_interval_hours", "channel", "goodwill_limit", "recency_days", "frequency",
-    "monetary", "gross_revenue", "returns_amount", "avg_order_value", "first_purchase", "last_purchase",
-    "r_score", "f_score", "m_score", "rfm_code", "rfm_segment", "cluster", "cum_share", "pareto_class", "as_of",
-)
-RFM_COLUMNS = (
-    "customer_id", "recency_days", "frequency", "monetary", "gross_revenue", "returns_amount", "avg_order_value",
-    "first_purchase", "last_purchase", "r_score", "f_score", "m_score", "rfm_code", "rfm_segment", "cluster",
-    "cum_share", "pareto_class", "as_of",
-)
 EXAMPLES = 5
 
 
@@ -265,7 +254,6 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
             previous_meta: dict[str, Any] | None = None, force: bool = False,
             created_at: dt.datetime | None = None) -> Segmentation:
     """The main job (SPEC §3-§5): transactions in, one assignment per customer out."""
-    started = time.perf_counter()
     preload()
     tx = load_transactions(inputs, cfg)
     has_prev = previous is not None
@@ -282,10 +270,12 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
         prev_ids = previous.filter(pl.col("reason") != "departed")["customer_id"]
         departed = pl.DataFrame({"customer_id": prev_ids}).join(df.select("customer_id"), on="customer_id", how="anti")
         if departed.height:
+            ids = departed["customer_id"].sort().to_list()
             warnings.append(f"{departed.height} customer{'s' if departed.height > 1 else ''} of the previous run "
-                            "are absent from the data: written as yuxin with reason 'departed'")
+                            f"absent from the data, written as yuxin with reason 'departed': "
+                            f"{', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}")
     n_out = df.height + departed.height
-    df = assign_tiers(df.lazy(), cfg.tiers, n_customers=n_out, has_previous=has_prev).sort("customer_id").collect()
+    df = assign_tiers(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, scale=tx.scale)
     groups, group_info = vip_groups(df, cfg)
     df = df.with_columns(groups)
     if departed.height:
@@ -298,7 +288,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
         .sort("customer_id")
         .collect()
     )
-    meta = run_record(cfg, tx, model, group_info, out, started, created_at,
+    meta = run_record(cfg, tx, model, group_info, out, created_at,
                       previous_meta=previous_meta if has_prev else None)
     return Segmentation(out, meta, warnings, tx.rejects, conc)
 
@@ -328,7 +318,7 @@ def _guard(previous: pl.DataFrame, df: pl.DataFrame, cfg: Config, force: bool, w
 
 
 def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: dict[str, Any],
-               out: pl.DataFrame, started: float, created_at: dt.datetime | None,
+               out: pl.DataFrame, created_at: dt.datetime | None,
                previous_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``."""
     tiers = out.group_by("tier").agg(n=pl.len(), revenue=exact_sum("monetary")).sort("tier")
@@ -348,7 +338,8 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
                         "fitted_on": model.fitted_on, "centroids": model.centroids},
             "vip_groups": group_info,
         },
-        "previous": ({"as_of": previous_meta.get("as_of"), "config_hash": previous_meta.get("config_hash")}
+        "previous": ({"as_of": previous_meta.get("as_of"), "config_hash": previous_meta.get("config_hash"),
+                      "departed": out.filter(pl.col("reason") == "departed")["customer_id"].to_list()}
                      if previous_meta is not None else None),
         "created_at": created_timestamp(created_at),
     }
@@ -367,11 +358,10 @@ def created_timestamp(now: dt.datetime | None = None) -> str:
 
 def rfm_table(inputs: list[str], cfg: Config) -> tuple[pl.DataFrame, dict[str, Any], list[str], pl.DataFrame | None]:
     """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers."""
-    started = time.perf_counter()
     preload()
     tx = load_transactions(inputs, cfg)
     df, model = add_clusters(customer_table(tx, cfg), cfg)
     out = df.select(RFM_COLUMNS)
-    meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")), started, None)
+    meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")), None)
     meta.pop("tiers", None)
     return out, meta, tx.warnings, tx.rejects

@@ -47,6 +47,9 @@ def summarize(df: pl.DataFrame, by: str) -> pl.DataFrame:
         pl.col("frequency").mean().alias("mean_frequency"),
         (revenue / pl.len()).alias("mean_monetary"),
     ]
+    if by in ("vip_group", "cluster"):  # the group's profile, as its name was given
+        aggs += [pl.col("frequency").median().alias("median_frequency"),
+                 pl.col("monetary").median().alias("median_monetary")]
     if by == "tier":
         aggs.insert(0, pl.col("tier_label").first().alias("label"))
     if by in ("tier", "vip_group"):

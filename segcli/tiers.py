@@ -5,6 +5,7 @@ which VIP group, and with what service terms.
 from __future__ import annotations
 
 import operator
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -12,10 +13,14 @@ import polars as pl
 
 from segcli.clusters import ClusterModel, cluster_customers
 from segcli.config import Config, GroupNameRule, ServiceConfig, TierConfig
+from segcli.rules import parse_rule
+from segcli.schema import RULE_COLUMNS
 
 ZHIXIN, YUXIN = "zhixin", "yuxin"
 YUXIN_REASONS = ("departed", "no_purchase", "non_positive_revenue", "inactive", "below_head", "capacity_cut")
-ZHIXIN_REASONS = ("pareto_head", "kept_by_hysteresis")
+ENTRY_REASONS = {"pareto": "pareto_head", "cluster": "selected_by_cluster", "rule": "selected_by_rule",
+                 "threshold": "selected_by_threshold"}
+ZHIXIN_REASONS = (*ENTRY_REASONS.values(), "kept_by_hysteresis")
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 
 
@@ -25,17 +30,52 @@ def vip_limit(cfg: TierConfig, n_customers: int) -> int:
     return min(cfg.capacity, by_share) if cfg.capacity else by_share
 
 
-def assign_tiers(lf: pl.LazyFrame, cfg: TierConfig, *, n_customers: int, has_previous: bool) -> pl.LazyFrame:
-    """Add ``tier`` and ``reason``.
+def eligible_expr(cfg: TierConfig) -> pl.Expr:
+    """Only a recent buyer with positive net revenue can be VIP, whatever the method."""
+    return (pl.col("frequency") > 0) & (pl.col("monetary_minor") > 0) & (pl.col("recency_days") <= cfg.active_days)
 
-    Needs ``frequency``, ``monetary_minor``, ``recency_days``, ``pareto_class``,
-    ``customer_id``, and with a previous run ``was_vip`` and ``within_keep``.
+
+def top_clusters(df: pl.DataFrame, cfg: TierConfig, limit: int) -> list[int]:
+    """Clusters (0 = highest mean monetary) taken whole, best first, while their eligible
+    customers fit within the VIP limit (always at least cluster 0); or the first
+    ``tiers.top_clusters`` when set."""
+    if cfg.top_clusters:
+        return list(range(cfg.top_clusters))
+    sizes = (df.filter(eligible_expr(cfg) & pl.col("cluster").is_not_null())
+             .group_by("cluster").len().sort("cluster"))
+    chosen, total = [], 0
+    for cluster, size in sizes.iter_rows():
+        if chosen and total + size > limit:
+            break
+        chosen.append(cluster)
+        total += size
+    return chosen or [0]
+
+
+def entry_expr(df: pl.DataFrame, cfg: TierConfig, *, limit: int, scale: int) -> pl.Expr:
+    """The entry rule of the configured selection method (a config switch, not code)."""
+    if cfg.method == "pareto":
+        return pl.col("pareto_class") == "A"
+    if cfg.method == "threshold":
+        threshold_minor = int((Decimal(str(cfg.threshold)) * 10**scale).to_integral_value(ROUND_HALF_EVEN))
+        return pl.col("monetary_minor") >= threshold_minor
+    if cfg.method == "cluster":
+        return pl.col("cluster").is_in(top_clusters(df, cfg, limit)).fill_null(False)
+    return parse_rule(cfg.rule, RULE_COLUMNS)
+
+
+def assign_tiers(df: pl.DataFrame, cfg: TierConfig, *, n_customers: int, has_previous: bool,
+                 scale: int) -> pl.DataFrame:
+    """Add ``tier`` and ``reason`` (SPEC §4), sorted by customer id.
+
+    Needs the customer table (``frequency``, ``monetary_minor``, ``recency_days``,
+    ``pareto_class``, ``cluster``, ...) and, with a previous run, ``was_vip`` and
+    ``within_keep``. ``n_customers`` is N in the VIP limit (departed customers included).
     """
     limit = vip_limit(cfg, n_customers)
-    entry = pl.col("pareto_class") == "A"
-    eligible = (pl.col("frequency") > 0) & (pl.col("monetary_minor") > 0) & (pl.col("recency_days") <= cfg.active_days)
+    entry = entry_expr(df, cfg, limit=limit, scale=scale)
     kept = (pl.col("was_vip") & pl.col("within_keep")) if has_previous else pl.lit(False)
-    candidate = eligible & (entry | kept)
+    candidate = eligible_expr(cfg) & (entry | kept)
     # seat = position among candidates: incumbents first when configured, then by monetary
     # descending and customer id, so the cut at the limit is deterministic
     priority = [~pl.col("was_vip")] if (has_previous and cfg.incumbents_first) else []
@@ -47,16 +87,19 @@ def assign_tiers(lf: pl.LazyFrame, cfg: TierConfig, *, n_customers: int, has_pre
         .when(pl.col("recency_days") > cfg.active_days).then(pl.lit("inactive"))
         .when(~pl.col("_candidate")).then(pl.lit("below_head"))
         .when(pl.col("_seat") > limit).then(pl.lit("capacity_cut"))
-        .when(entry).then(pl.lit("pareto_head"))
+        .when(pl.col("_entry")).then(pl.lit(ENTRY_REASONS[cfg.method]))
         .otherwise(pl.lit("kept_by_hysteresis"))
     )
     return (
-        lf.with_columns(_candidate=candidate)
+        df.lazy()
+        .with_columns(_candidate=candidate, _entry=entry)
         .sort(by, descending=descending)
         .with_columns(_seat=pl.int_range(1, pl.len() + 1))
         .with_columns(reason=reason)
         .with_columns(tier=pl.when(pl.col("reason").is_in(ZHIXIN_REASONS)).then(pl.lit(ZHIXIN)).otherwise(pl.lit(YUXIN)))
-        .drop("_seat", "_candidate")
+        .drop("_seat", "_candidate", "_entry")
+        .sort("customer_id")
+        .collect()
     )
 
 

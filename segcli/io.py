@@ -308,8 +308,7 @@ def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_
     clean_stale_temps(final.parent, final.name)
     with atomic_path(final) as tmp:
         if kind == "parquet":
-            kv = {"segcli": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)} if meta else None
-            df.write_parquet(tmp, compression="zstd", statistics=True, metadata=kv)
+            _write_parquet(df, tmp, meta)
         elif kind == "csv":
             tmp.write_bytes(_csv_bytes(df, csv_encoding))
         else:
@@ -322,6 +321,24 @@ def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_
                            encoding="utf-8")
         written.append(str(side))
     return written
+
+
+def _write_parquet(df: pl.DataFrame, path: Path, meta: dict[str, Any] | None) -> None:
+    """Parquet with plain Arrow types for CRM importers: ``string`` (not Polars'
+    ``large_string``), int64, float64, date32; zstd; the run record under key ``segcli``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = df.to_arrow()
+    plain = pa.schema([
+        f.with_type(pa.string()) if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f
+        for f in table.schema
+    ])
+    table = table.cast(plain)
+    if meta is not None:
+        table = table.replace_schema_metadata(
+            {"segcli": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)})
+    pq.write_table(table, path, compression="zstd")
 
 
 def write_text(text: str, out: str) -> None:

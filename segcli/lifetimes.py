@@ -22,21 +22,20 @@ def lifetimes_summary(tx: pl.LazyFrame, *, as_of: dt.date, freq: str, scale: int
     """Per customer with at least one purchase.
 
     A period counts when it holds a purchase (an order dated in it, SPEC §3); its value is
-    the net sum of the customer's rows dated in it. ``frequency`` = counted periods - 1;
+    the net sum of the orders dated in it, so an order's later line items and returns net
+    into the period of the order instead of falling into an uncounted one. ``frequency`` = counted periods - 1;
     ``recency`` / ``T`` = periods from the first counted period to the last / to as-of;
     ``monetary_value`` = mean value of the counted periods after the first (0 if none).
     """
     if freq not in ("D", "W"):
         raise ValueError(f"freq must be D or W, not {freq!r}")
     as_of_period = (as_of - EPOCH_MONDAY).days if freq == "D" else (as_of - EPOCH_MONDAY).days // 7
-    values = tx.group_by("customer_id", period_expr(pl.col("ts").dt.date(), freq).alias("period")).agg(
-        value_minor=pl.col("amount_minor").sum())
-    bought = (
-        orders(tx).filter(pl.col("purchase"))
-        .select("customer_id", period_expr(pl.col("date"), freq).alias("period"))
-        .unique()
+    counted = (
+        orders(tx).filter(pl.col("date").is_not_null())
+        .group_by("customer_id", period_expr(pl.col("date"), freq).alias("period"))
+        .agg(value_minor=pl.col("net_minor").sum(), bought=pl.col("purchase").any())
+        .filter(pl.col("bought"))
     )
-    counted = bought.join(values, on=["customer_id", "period"], how="left")
     return (
         counted.group_by("customer_id")
         .agg(

@@ -81,7 +81,7 @@ def customer_features(order_lf: pl.LazyFrame, *, as_of: dt.date) -> pl.LazyFrame
 def score(value: pl.Expr, bins: int) -> pl.Expr:
     """``1 + floor(bins * (rank_min - 1) / n)`` ranking worst to best; ties share a score."""
     rank_min = value.rank("min").cast(pl.Int64)
-    return (1 + (bins * (rank_min - 1)) // pl.len().cast(pl.Int64)).cast(pl.Int8)
+    return 1 + (bins * (rank_min - 1)) // pl.len().cast(pl.Int64)
 
 
 def score_rfm(lf: pl.LazyFrame, cfg: RfmConfig) -> pl.LazyFrame:
@@ -110,5 +110,5 @@ def segment_table(cfg: RfmConfig) -> pl.DataFrame:
             "m_score": [c[2] for c in cells],
             "rfm_segment": [segment_of(cfg.segments, *c) for c in cells],
         },
-        schema={"r_score": pl.Int8, "f_score": pl.Int8, "m_score": pl.Int8, "rfm_segment": pl.String},
+        schema={"r_score": pl.Int64, "f_score": pl.Int64, "m_score": pl.Int64, "rfm_segment": pl.String},
     )

@@ -52,7 +52,7 @@ def parse_rule(text: str, columns: Iterable[str], *, key: str = "tiers.rule") ->
             inner = value(node.operand)
             if isinstance(inner, (int, float)) and not isinstance(inner, bool):
                 return -inner
-        raise fail(node, "expected a number, a quoted string or true/false")
+        raise fail(node, "not allowed in a rule (expected a column, a number, a quoted string or true/false)")
 
     def operand(node: ast.AST) -> pl.Expr:
         if isinstance(node, ast.Name) and node.id not in ("true", "false"):

@@ -26,6 +26,7 @@ from segcli.diff import change_counts, tier_diff
 from segcli.errors import InputDataError, OutputError, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_summary
+from segcli.plot import plot_format, write_plot
 from segcli.pipeline import concentration_of, customer_table, load_transactions, rfm_table, segment
 from segcli.report import GROUPINGS, concentration_document, headline, render, render_concentration, summarize, to_records
 
@@ -280,18 +281,27 @@ def rfm_cmd(
 @handle_errors
 def pareto_cmd(
     inputs: Inputs,
+    plot: Annotated[str | None, typer.Option("--plot", help="Also draw the concentration curve to a .png, .svg or .html file.", show_default=False)] = None,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
 
-    Example: segcli pareto sample_data/transactions.csv --json
+    Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
+    if plot is not None:
+        plot_format(plot)
+        check_output_path(plot, inputs)
     tx = load_transactions(inputs, cfg)
-    conc = concentration_of(customer_table(tx, cfg), cfg, tx.scale)
+    table = customer_table(tx, cfg)
+    conc = concentration_of(table, cfg, tx.scale)
     _warn(tx.warnings, cfg, quiet)
+    if plot is not None:
+        write_plot(table["monetary_minor"].to_numpy(), conc, plot, head_share=cfg.pareto.head_share)
+        if not quiet:
+            _err(f"segcli: wrote {plot}")
     sys.stdout.write(render_concentration(conc, _table_format(fmt, as_json)))
 
 

@@ -359,3 +359,21 @@ def test_internal_error_is_one_line_without_traceback(monkeypatch: pytest.Monkey
     assert "Traceback" not in result.stderr
     debug = run("segment", str(small_csv), "--debug")
     assert "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize("suffix,magic", [(".png", b"\x89PNG"), (".svg", b"<?xml"), (".html", b"<!DOCTYPE html>")])
+def test_pareto_plot_files(tmp_path: Path, small_csv: Path, suffix: str, magic: bytes) -> None:
+    path = tmp_path / f"p{suffix}"
+    result = run("pareto", str(small_csv), "--plot", str(path))
+    assert result.exit_code == 0, result.stderr
+    assert path.read_bytes().startswith(magic)
+    if suffix != ".png":
+        first = path.read_bytes()
+        assert run("pareto", str(small_csv), "--plot", str(path)).exit_code == 0
+        assert path.read_bytes() == first  # same data, same chart
+
+
+def test_pareto_plot_with_unknown_format_is_a_usage_error(tmp_path: Path, small_csv: Path) -> None:
+    result = run("pareto", str(small_csv), "--plot", str(tmp_path / "p.pdf"))
+    assert result.exit_code == 2
+    assert not (tmp_path / "p.pdf").exists()

@@ -94,6 +94,16 @@ def _display(df: pl.DataFrame) -> list[list[Any]]:
     return rows
 
 
+# Short headers for terminal tables (csv and json keep the full column names).
+SHORT = {
+    "customer_share": "cust_share", "revenue_share": "rev_share", "mean_recency_days": "mean_rec_d",
+    "median_recency_days": "med_rec_d", "mean_frequency": "mean_freq", "median_frequency": "med_freq",
+    "mean_monetary": "mean_monetary", "median_monetary": "med_monetary", "first_response_minutes": "response_min",
+    "resolution_hours": "resolve_h", "update_interval_hours": "update_h", "goodwill_limit": "goodwill",
+    "service_level": "service", "top_customer_share": "top_share",
+}
+
+
 def render(df: pl.DataFrame, fmt: str, *, title: str | None = None) -> str:
     """Render a table in any tabulate format, or ``csv`` / ``json`` (records)."""
     if fmt == "csv":
@@ -102,7 +112,8 @@ def render(df: pl.DataFrame, fmt: str, *, title: str | None = None) -> str:
         return buf.getvalue()
     if fmt == "json":
         return json.dumps(to_records(df), ensure_ascii=False, indent=2) + "\n"
-    text = tabulate(_display(df), headers=df.columns, tablefmt=fmt, disable_numparse=True)
+    headers = [SHORT.get(c, c) for c in df.columns]
+    text = tabulate(_display(df), headers=headers, tablefmt=fmt, disable_numparse=True)
     return (f"{title}\n" if title else "") + text + "\n"
 
 

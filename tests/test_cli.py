@@ -63,7 +63,7 @@ def test_assignments_to_stdout_move_the_summary_to_stderr(small_csv: Path) -> No
     lines = result.stdout.splitlines()
     assert lines[0].split(",") == list(OUTPUT_COLUMNS)
     assert len(lines) == 1 + 5
-    assert "yuxin" in result.stderr and "customer_share" in result.stderr
+    assert "yuxin" in result.stderr and "cust_share" in result.stderr
 
 
 def test_two_documents_on_stdout_is_a_usage_error(small_csv: Path) -> None:

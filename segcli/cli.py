@@ -266,10 +266,14 @@ def rfm_cmd(
     if quiet and fmt != "json":
         return
     if style is Style.lifetimes:
-        if output is None and fmt != "json":
-            _err("segcli: preview: first 20 customers (use -o FILE for all)")
-            df = df.head(20)
-        text = render(df, fmt)
+        if fmt == "json" and output is None:
+            text = render(df, fmt)
+        else:
+            described = df.select("frequency", "recency", "T", "monetary_value").describe(
+                percentiles=(0.5,)).filter(pl.col("statistic").is_in(["count", "mean", "min", "50%", "max"]))
+            text = render(described, fmt)
+            if output is None and fmt != "json":
+                _err("segcli: preview: summary statistics only (use -o FILE for one row per customer)")
     else:
         text = render(summarize(df, "rfm_segment"), fmt)
         if output is None and fmt != "json":

@@ -38,22 +38,38 @@ def exact_sum(col: str | pl.Expr) -> pl.Expr:
 
 def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
     """One row per order: rows sharing (customer_id, order_id), or without an order id the
-    same customer and timestamp (one order per customer-day with date-only data)."""
+    same customer and timestamp (one order per customer-day with date-only data).
+
+    Row-level columns are prepared before the group-by so that every aggregate is a plain
+    sum/min (a filter inside the aggregation costs about three times as much).
+    """
     amount = pl.col("amount_minor")
     return (
-        tx.with_columns(order_ts=pl.when(pl.col("order_id").is_null()).then(pl.col("ts")))
+        tx.select(
+            "customer_id",
+            "order_id",
+            order_ts=pl.when(pl.col("order_id").is_null()).then(pl.col("ts")),
+            amount_minor=amount,
+            abs_minor=amount.abs(),
+            # returns never move an order's date: it is the earliest non-negative row's
+            nonneg_date=pl.when(amount >= 0).then(pl.col("ts").dt.date()),
+        )
         .group_by("customer_id", "order_id", "order_ts")
         .agg(
-            net_minor=amount.sum(),
-            has_return=(amount < 0).any(),
-            gross_minor=amount.clip(lower_bound=0).sum(),
-            returns_minor=(-amount).clip(lower_bound=0).sum(),
-            # returns never move an order's date: it is the earliest non-negative row's
-            date=pl.col("ts").filter(amount >= 0).min().dt.date(),
+            net_minor=pl.col("amount_minor").sum(),
+            abs_minor=pl.col("abs_minor").sum(),
+            min_minor=pl.col("amount_minor").min(),
+            date=pl.col("nonneg_date").min(),
         )
-        .with_columns(
+        .select(
+            "customer_id",
+            "net_minor",
+            "date",
+            # net = positives - returns and abs = positives + returns, so both halves are exact
+            gross_minor=(pl.col("net_minor") + pl.col("abs_minor")) // 2,
+            returns_minor=(pl.col("abs_minor") - pl.col("net_minor")) // 2,
             # a free order counts; a fully refunded one, or a return alone, does not
-            purchase=(pl.col("net_minor") > 0) | ((pl.col("net_minor") == 0) & ~pl.col("has_return")),
+            purchase=(pl.col("net_minor") > 0) | ((pl.col("net_minor") == 0) & (pl.col("min_minor") >= 0)),
         )
     )
 
@@ -63,13 +79,13 @@ def customer_features(order_lf: pl.LazyFrame, *, as_of: dt.date) -> pl.LazyFrame
 
     A customer with rows but no purchase keeps null recency and dates.
     """
-    purchase = pl.col("purchase")
     return (
-        order_lf.group_by("customer_id")
+        order_lf.with_columns(purchase_date=pl.when(pl.col("purchase")).then(pl.col("date")))
+        .group_by("customer_id")
         .agg(
-            frequency=purchase.sum().cast(pl.Int64),
-            first_purchase=pl.col("date").filter(purchase).min(),
-            last_purchase=pl.col("date").filter(purchase).max(),
+            frequency=pl.col("purchase").sum().cast(pl.Int64),
+            first_purchase=pl.col("purchase_date").min(),
+            last_purchase=pl.col("purchase_date").max(),
             monetary_minor=pl.col("net_minor").sum(),
             gross_minor=pl.col("gross_minor").sum(),
             returns_minor=pl.col("returns_minor").sum(),

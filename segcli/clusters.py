@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -56,7 +57,7 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return (x - mean) / std
 
 
-def _kmeans(x: np.ndarray, k: int, seed: int):  # type: ignore[no-untyped-def]
+def _kmeans(x: np.ndarray, k: int, seed: int) -> Any:
     from sklearn.cluster import KMeans
 
     return KMeans(n_clusters=k, random_state=seed, n_init=2, max_iter=300).fit(x)
@@ -111,7 +112,7 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
 
     # one thread: sums in KMeans must not depend on the core count; capped scratch memory
     with threadpool_limits(limits=1), config_context(working_memory=128):
-        fitted: dict[int, object] = {}
+        fitted: dict[int, Any] = {}  # k -> KMeans fitted on the silhouette sample
         if k_want:
             k = min(k_want, distinct)
         else:
@@ -121,9 +122,8 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
         if k <= 1:
             labels = np.zeros(n, dtype=np.int64)
         else:
-            # a model fitted on the silhouette sample serves when that sample is the fit set
-            km = fitted.get(k) if len(fitted.get("on", ())) == len(x_fit) else None
-            km = km or _kmeans(x_fit, k, cfg.seed)
+            # the silhouette sample is every row when n <= silhouette_sample: reuse its model
+            km = fitted[k] if (k in fitted and n <= cfg.silhouette_sample) else _kmeans(x_fit, k, cfg.seed)
             labels = km.predict(x).astype(np.int64)
     monetary = df["monetary"].to_numpy().astype(np.float64)
     labels = _order_by_monetary(labels, monetary, max(k, 1))
@@ -143,7 +143,7 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
 
 
 def _choose_k(x: np.ndarray, lo: int, hi: int, cfg: ClusterConfig, model: ClusterModel,
-              fitted: dict) -> int:  # type: ignore[type-arg]
+              fitted: dict[int, Any]) -> int:
     """The k in [lo, hi] with the best silhouette on a seeded sample; ties pick the smaller k.
 
     Each candidate is fitted on the sample itself: the silhouette only sees the sample, and
@@ -153,7 +153,6 @@ def _choose_k(x: np.ndarray, lo: int, hi: int, cfg: ClusterConfig, model: Cluste
     n = len(x)
     sample = np.sort(rng.choice(n, cfg.silhouette_sample, replace=False)) if n > cfg.silhouette_sample else np.arange(n)
     xs = x[sample]
-    fitted["on"] = sample
     labels_by_k = {}
     for k in range(lo, hi + 1):
         fitted[k] = km = _kmeans(xs, k, cfg.seed)

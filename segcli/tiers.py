@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from segcli.clusters import ClusterModel, cluster_customers
-from segcli.config import Config, GroupNameRule, ServiceConfig, TierConfig
+from segcli.config import Config, GroupNameRule, ServiceConfig, ServiceTerms, TierConfig
 from segcli.rules import parse_rule
 from segcli.schema import RULE_COLUMNS
 
@@ -43,7 +43,8 @@ def top_clusters(df: pl.DataFrame, cfg: TierConfig, limit: int) -> list[int]:
         return list(range(cfg.top_clusters))
     sizes = (df.filter(eligible_expr(cfg) & pl.col("cluster").is_not_null())
              .group_by("cluster").len().sort("cluster"))
-    chosen, total = [], 0
+    chosen: list[int] = []
+    total = 0
     for cluster, size in sizes.iter_rows():
         if chosen and total + size > limit:
             break
@@ -157,7 +158,7 @@ def vip_groups(df: pl.DataFrame, cfg: Config) -> tuple[pl.Series, dict[str, obje
 
 def service_table(service: ServiceConfig, groups: list[str]) -> pl.DataFrame:
     """One row per (tier, vip_group) with its terms; the join key for every customer."""
-    rows = [(YUXIN, None, service.yuxin), (ZHIXIN, None, service.zhixin)]
+    rows: list[tuple[str, str | None, ServiceTerms]] = [(YUXIN, None, service.yuxin), (ZHIXIN, None, service.zhixin)]
     rows += [(ZHIXIN, g, service.for_group(g)) for g in groups]
     return pl.DataFrame(
         [

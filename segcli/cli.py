@@ -74,6 +74,8 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML con
 AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Analysis date YYYY-MM-DD [default: latest transaction].", show_default=False)]
 WindowOpt = Annotated[int | None, typer.Option("--window-days", help="Keep only the last N days up to the as-of date.", show_default=False)]
 EncodingOpt = Annotated[str | None, typer.Option("--encoding", help="CSV encoding: auto, utf-8, gb18030.", show_default=False)]
+SheetOpt = Annotated[str | None, typer.Option("--sheet", help="Excel: the sheet to read, by name or 1-based position [default: the first].", show_default=False)]
+HeaderRowOpt = Annotated[int | None, typer.Option("--header-row", help="Excel: the row holding the header, as the spreadsheet numbers it (e.g. 3 below two title rows).", show_default=False, min=1)]
 MaxInvalidOpt = Annotated[float | None, typer.Option("--max-invalid", help="Tolerate N bad rows (or a share < 1); they go to OUT.rejects.csv.", show_default=False)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Maximum worker threads.", show_default=False, min=1)]
@@ -116,8 +118,13 @@ def handle_errors(fn: F) -> F:
 
 
 def _config(config: Path | None, *, as_of: str | None = None, window_days: int | None = None,
-            encoding: str | None = None, max_invalid: float | None = None, strict: bool = False) -> Config:
+            encoding: str | None = None, max_invalid: float | None = None, strict: bool = False,
+            sheet: str | None = None, header_row: int | None = None) -> Config:
     overrides: dict[str, Any] = {}
+    if sheet is not None:
+        overrides["input.sheet"] = sheet
+    if header_row is not None:
+        overrides["input.header_row"] = header_row
     if as_of is not None:
         overrides["analysis.as_of"] = as_of
     if window_days is not None:
@@ -174,6 +181,7 @@ def segment_cmd(
     previous: Annotated[str | None, typer.Option("--previous", help="Previous assignments file: keeps VIPs stable (hysteresis) and marks departed customers.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
@@ -184,7 +192,8 @@ def segment_cmd(
     """
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
+                  sheet=sheet, header_row=header_row)
     if output is not None:
         check_output_path(output, inputs + ([previous] if previous else []))
     prev_df = prev_meta = None
@@ -235,6 +244,7 @@ def rfm_cmd(
     style: Annotated[Style, typer.Option("--style", help="segcli: RFM features, scores, segment, cluster; lifetimes: frequency/recency/T/monetary_value for CLV models.")] = Style.segcli,
     freq: Annotated[Freq, typer.Option("--freq", help="Period for --style lifetimes: D (day) or W (Monday-start week).")] = Freq.D,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
@@ -245,7 +255,8 @@ def rfm_cmd(
     """
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
+                  sheet=sheet, header_row=header_row)
     if output is not None:
         check_output_path(output, inputs)
     if style is Style.lifetimes:
@@ -287,6 +298,7 @@ def pareto_cmd(
     inputs: Inputs,
     plot: Annotated[str | None, typer.Option("--plot", help="Also draw the concentration curve to a .png, .svg or .html file.", show_default=False)] = None,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -294,7 +306,8 @@ def pareto_cmd(
 
     Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
+                  sheet=sheet, header_row=header_row)
     if plot is not None:
         plot_format(plot)
         check_output_path(plot, inputs)
@@ -392,6 +405,7 @@ def diff_cmd(
 def validate_cmd(
     inputs: Inputs,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -399,8 +413,9 @@ def validate_cmd(
 
     Example: segcli validate export.csv --strict
     """
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict)
-    tx = load_transactions(inputs, cfg)
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
+                  sheet=sheet, header_row=header_row)
+    tx = load_transactions(inputs, cfg, count_identical=True)  # the checking command always counts them
     _warn(tx.warnings, cfg, quiet)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":

@@ -63,6 +63,8 @@ class InputConfig:
     currency: str
     date_formats: tuple[str, ...]
     columns: Columns
+    sheet: str = ""  # Excel: sheet name or 1-based position; "" = the first sheet
+    header_row: int = 0  # Excel: 1-based row holding the header; 0 = the first non-empty row
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,8 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         currency=rd.str_("input.currency"),
         date_formats=formats,
         columns=Columns(**{k: cols.get(k, "") for k in Columns.__dataclass_fields__}),
+        sheet=str(rd.typed("input.sheet", (str, int))),
+        header_row=rd.int_("input.header_row", 0),
     )
 
     as_of_text = rd.str_("analysis.as_of")

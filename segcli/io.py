@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import codecs
 import contextlib
+import csv
 import glob
 import io
 import json
@@ -29,15 +30,24 @@ CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 EXCEL_SUFFIXES = {".xlsx", ".xls", ".xlsm"}
 SNIFF_BYTES = 1 << 16
+CHUNK_BYTES = 1 << 22  # what streaming passes over a file hold in memory at once
 STDIN = "-"
 _TEMP_DIR: tempfile.TemporaryDirectory[str] | None = None
 
 
 def _scratch_dir() -> Path:
-    """A private temporary folder removed at exit (stdin copies, transcoded CSV)."""
+    """A private temporary folder removed at exit (stdin copies, transcoded CSV).
+
+    Its name carries the process id, so that folders left by a killed run (a transcoded
+    copy can be as large as the input) are removed by the next run.
+    """
     global _TEMP_DIR
     if _TEMP_DIR is None:
-        _TEMP_DIR = tempfile.TemporaryDirectory(prefix="segcli-")
+        for stale in Path(tempfile.gettempdir()).glob("segcli-*-*"):
+            pid = stale.name.split("-")[1]
+            if stale.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(stale, ignore_errors=True)
+        _TEMP_DIR = tempfile.TemporaryDirectory(prefix=f"segcli-{os.getpid()}-")
         atexit.register(_TEMP_DIR.cleanup)
     return Path(_TEMP_DIR.name)
 
@@ -52,7 +62,14 @@ class Source:
     size: int
     separator: str = ","
     encoding: str = "utf-8"
-    first_line: int = 2  # line number of the first data row (CSV) or 1 (rows in Parquet)
+    first_line: int = 2  # line number of the first data row (CSV), sheet row (Excel) or 1 (Parquet)
+    sheet: str = ""  # Excel: sheet name, or its 1-based position as digits; "" = the first sheet
+    header_row: int = 0  # Excel: 1-based row of the header; 0 = the first non-empty row
+
+    @property
+    def row_word(self) -> str:
+        """How a position is named in messages: CSV lines, spreadsheet or Parquet rows."""
+        return "line" if self.kind == "csv" else "row"
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -70,7 +87,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
                 raise InputMissingError(f"directory {item} holds no CSV, Parquet or Excel files")
             files.extend(found)
         elif any(ch in item for ch in "*?["):
-            found = sorted(glob.glob(item, recursive=True))
+            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
             if not found:
                 raise InputMissingError(f"no input file matches {item}")
             files.extend(found)
@@ -86,14 +103,45 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 
 def detect_encoding(prefix: bytes) -> str:
-    """BOM, then strict UTF-8 on the prefix, else GB18030 (a superset of GBK that has ¥)."""
+    """BOM, then strict UTF-8 on the prefix, else GB18030 (a superset of GBK that has ¥).
+
+    A UTF-16 BOM (Excel's "Unicode text" export) is honoured too.
+    """
     if prefix.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    if prefix.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
     try:
         codecs.getincrementaldecoder("utf-8")("strict").decode(prefix, final=False)
         return "utf-8"
     except UnicodeDecodeError:
         return "gb18030"
+
+
+def _damaged_utf8(prefix: bytes) -> int | None:
+    """Offset of the first bad byte when ``prefix`` is UTF-8 text with a few damaged bytes.
+
+    GB18030 text read as UTF-8 fails on nearly every Chinese character; a UTF-8 export with
+    one corrupted byte decodes almost entirely. Guessing GB18030 for the latter would turn
+    every Chinese name into garbage without a word, so it is an error instead.
+    """
+    text = codecs.getincrementaldecoder("utf-8")("replace").decode(prefix, final=False)
+    bad = text.count("\ufffd")
+    good = sum(1 for ch in text if ord(ch) > 0x7F) - bad
+    if bad == 0 or good < 8 * bad:
+        return None
+    try:
+        codecs.getincrementaldecoder("utf-8")("strict").decode(prefix, final=False)
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return None
+
+
+def _utf8_error(display: str, at: int, around: bytes) -> InputDataError:
+    return InputDataError(
+        f"{display}: bytes that are not valid UTF-8 at byte offset {at}",
+        [f"bytes there: {around!r}",
+         "the file is damaged there, or not UTF-8: if it is GBK/GB18030, pass --encoding gb18030"])
 
 
 def sniff_separator(header: str, suffix: str) -> str:
@@ -106,43 +154,63 @@ def sniff_separator(header: str, suffix: str) -> str:
 
 
 def _transcode(src: Path, encoding: str, display: str) -> Path:
-    """Stream a non-UTF-8 file into a UTF-8 copy in the scratch folder (bounded memory)."""
+    """Stream a non-UTF-8 file into a UTF-8 copy in the scratch folder (bounded memory).
+
+    Polars reads only UTF-8; decoding chunk by chunk keeps memory at a few chunks whatever
+    the file's size, and the copy is then scanned like any UTF-8 file.
+    """
     out = _scratch_dir() / f"utf8-{len(os.listdir(_scratch_dir()))}.csv"
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset = 0
     with src.open("rb") as fin, out.open("w", encoding="utf-8", newline="") as fout:
-        while chunk := fin.read(1 << 22):
+        while True:
+            chunk = fin.read(CHUNK_BYTES)
+            pending = decoder.getstate()[0]
             try:
-                fout.write(decoder.decode(chunk))
+                fout.write(decoder.decode(chunk, final=not chunk))
             except UnicodeDecodeError as exc:
-                at = offset + exc.start
+                # the exception counts from the bytes held back from the previous chunk
+                data = pending + chunk
                 raise InputDataError(
-                    f"{display}: bytes that are not valid {encoding} at byte offset {at}",
-                    [f"bytes there: {chunk[exc.start:exc.start + 8]!r}",
+                    f"{display}: bytes that are not valid {encoding} at byte offset {offset - len(pending) + exc.start}",
+                    [f"bytes there: {data[exc.start:exc.start + 8]!r}",
                      "save the file as UTF-8, or name its encoding with --encoding"]) from None
+            if not chunk:
+                break
             offset += len(chunk)
-        fout.write(decoder.decode(b"", final=True))
     return out
 
 
-def _check_utf8(src: Path, display: str) -> None:
-    """Fail early, with a byte offset, on a file that claims UTF-8 but is not."""
+def check_utf8(src: Source) -> InputDataError | None:
+    """The error for the first invalid UTF-8 byte of a CSV source, if it has one.
+
+    Streams the file (read only on the error path, or for files smaller than the sniffed
+    prefix), so the message names a byte offset instead of Polars' bare complaint.
+    """
+    if src.kind != "csv":
+        return None
     decoder = codecs.getincrementaldecoder("utf-8")("strict")
     offset = 0
-    with src.open("rb") as fin:
-        while chunk := fin.read(1 << 24):
+    with src.path.open("rb") as fin:
+        while True:
+            chunk = fin.read(CHUNK_BYTES)
+            pending = decoder.getstate()[0]
             try:
-                decoder.decode(chunk)
+                decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
-                at = offset + exc.start
-                raise InputDataError(
-                    f"{display}: bytes that are not valid UTF-8 at byte offset {at}",
-                    [f"bytes there: {chunk[max(exc.start - 8, 0):exc.start + 8]!r}",
-                     "if the file is GBK/GB18030, pass --encoding gb18030"]) from None
+                if not chunk:
+                    return InputDataError(
+                        f"{src.name}: the file ends inside a multi-byte character (byte offset {offset - len(pending)})",
+                        ["the file looks cut short: export it again"])
+                # the exception counts from the bytes held back from the previous chunk
+                data = pending + chunk
+                return _utf8_error(src.name, offset - len(pending) + exc.start, data[max(exc.start - 8, 0):exc.start + 8])
+            if not chunk:
+                return None
             offset += len(chunk)
 
 
-def open_source(name: str, encoding: str = "auto") -> Source:
+def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_row: int = 0) -> Source:
     """Look at one input and decide how to scan it."""
     if name == STDIN:
         path = _scratch_dir() / "stdin.csv"
@@ -151,66 +219,250 @@ def open_source(name: str, encoding: str = "auto") -> Source:
         display, suffix = "<stdin>", ".csv"
     else:
         path, display, suffix = Path(name), name, Path(name).suffix.lower()
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputMissingError(f"{display}: cannot read: {exc.strerror or exc}") from None
     if suffix in PARQUET_SUFFIXES:
         return Source(display, path, "parquet", size, first_line=1)
     if suffix in EXCEL_SUFFIXES:
-        return Source(display, path, "excel", size, first_line=2)
+        return Source(display, path, "excel", size, first_line=(header_row or 1) + 1, sheet=sheet,
+                      header_row=header_row)
     if size == 0:
         raise InputDataError(f"{display}: the file is empty (no header, no rows)")
-    with path.open("rb") as fh:
-        prefix = fh.read(SNIFF_BYTES)
+    try:
+        with path.open("rb") as fh:
+            prefix = fh.read(SNIFF_BYTES)
+    except OSError as exc:
+        raise InputMissingError(f"{display}: cannot read: {exc.strerror or exc}") from None
+    if prefix.startswith(b"PK\x03\x04"):
+        raise InputDataError(f"{display}: this is a zip archive (an Excel workbook?), not CSV text",
+                             ["give an Excel workbook its .xlsx name, or export the sheet as CSV"])
     enc = detect_encoding(prefix) if encoding == "auto" else encoding
+    nul = prefix.find(b"\x00")
+    if nul >= 0 and not enc.startswith("utf-16"):
+        raise InputDataError(f"{display}: binary data (a NUL byte at byte offset {nul}), not CSV text",
+                             ["export the data as CSV, Excel or Parquet"])
     if enc in ("gbk", "gb2312"):
         enc = "gb18030"  # GBK lacks characters such as ¥; GB18030 decodes every GBK file
+    if enc == "utf-8" and prefix.startswith(codecs.BOM_UTF8):
+        enc = "utf-8-sig"
+    if encoding == "auto" and enc == "gb18030":
+        at = _damaged_utf8(prefix)
+        if at is not None:
+            raise _utf8_error(display, at, prefix[max(at - 8, 0):at + 8])
     if enc in ("utf-8", "utf-8-sig"):
+        src = Source(display, path, "csv", size, encoding=enc)
         if size <= SNIFF_BYTES:
-            _check_utf8(path, display)
-        text = prefix.decode(enc, errors="ignore")
+            error = check_utf8(src)
+            if error is not None:
+                raise error
     else:
         path = _transcode(path, enc, display)
-        text = prefix.decode(enc, errors="ignore")
-    header = text.splitlines()[0] if text else ""
+    text = prefix.decode(enc, errors="ignore")
+    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
     return Source(display, path, "csv", size, sniff_separator(header, suffix), enc)
 
 
+def _excel_sheet(src: Source) -> dict[str, Any]:
+    """``read_excel`` arguments naming the sheet: by name, else by 1-based position."""
+    if not src.sheet:
+        return {"sheet_id": 1}
+    import fastexcel
+
+    try:
+        names = fastexcel.read_excel(src.path).sheet_names
+    except Exception as exc:  # noqa: BLE001 - fastexcel has no common base class for a bad workbook
+        raise InputMissingError(f"{src.name}: cannot read the workbook: {str(exc).splitlines()[0]}") from None
+    if src.sheet in names:
+        return {"sheet_name": src.sheet}
+    if src.sheet.isdigit() and 1 <= int(src.sheet) <= len(names):
+        return {"sheet_id": int(src.sheet)}
+    raise InputMissingError(f"{src.name}: no sheet {src.sheet!r}", [f"sheets in the workbook: {', '.join(names)}"])
+
+
 def scan_source(src: Source) -> pl.LazyFrame:
-    """A LazyFrame of the file's raw columns (CSV: every column as text)."""
+    """A LazyFrame of the file's raw columns (CSV and Excel: every column as text)."""
     try:
         if src.kind == "parquet":
             return pl.scan_parquet(src.path)
         if src.kind == "excel":
-            return pl.read_excel(src.path, infer_schema_length=0).lazy()
+            # Empty rows are kept (and skipped later as blank) so that row numbers stay true.
+            options = {"header_row": src.header_row - 1} if src.header_row else {}
+            return pl.read_excel(src.path, **_excel_sheet(src), infer_schema_length=0, drop_empty_rows=False,
+                                 read_options=options).lazy()
         return pl.scan_csv(src.path, separator=src.separator, infer_schema=False, raise_if_empty=True)
     except pl.exceptions.NoDataError:
         raise InputDataError(f"{src.name}: the file is empty (no header, no rows)") from None
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputMissingError(f"{src.name}: cannot read: {str(exc).splitlines()[0]}") from None
+    except InputMissingError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Excel engines raise their own exception types
+        raise InputMissingError(f"{src.name}: cannot read: {str(exc).strip().splitlines()[0]}") from None
 
 
 def read_columns(src: Source, lf: pl.LazyFrame) -> list[str]:
     try:
-        return lf.collect_schema().names()
+        names = lf.collect_schema().names()
     except pl.exceptions.NoDataError:
         raise InputDataError(f"{src.name}: the file is empty (no header, no rows)") from None
+    except pl.exceptions.ComputeError as exc:
+        if "utf-8" in str(exc).lower():
+            raise check_utf8(src) or InputDataError(f"{src.name}: not valid UTF-8") from None
+        raise InputDataError(f"{src.name}: cannot read: {str(exc).splitlines()[0]}") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputDataError(f"{src.name}: cannot read: {str(exc).splitlines()[0]}") from None
+    if not any(n.strip().lstrip("\ufeff").strip() for n in names):
+        raise InputDataError(f"{src.name}: the file is empty (no header, no rows)")
+    return names
+
+
+def _records(src: Source) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of every CSV record after the header, as Polars splits them.
+
+    Python's csv module walks the file; used only on error paths, for the few rows reported.
+    """
+    with src.path.open(encoding="utf-8-sig", newline="", errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=src.separator)
+        next(reader, None)
+        start = reader.line_num + 1
+        for row in reader:
+            yield start, row
+            start = reader.line_num + 1
+
+
+def quote_problem(src: Source) -> str | None:
+    """The first place where quotes break the CSV layout, described for a person.
+
+    Polars stops at a quote inside an unquoted field, text after a closing quote, or a
+    quoted field that never closes, with a message about chunks and dtypes. This walks the
+    file (lines without quotes cost a substring test) on that error path only.
+    """
+    if src.kind != "csv":
+        return None
+    sep = src.separator
+    state, opened = "start", 0  # start | plain | quoted | closed (just after a closing quote)
+    with src.path.open(encoding="utf-8-sig", newline="", errors="replace") as fh:
+        for number, line in enumerate(fh, start=1):
+            if state != "quoted":
+                if '"' not in line:
+                    continue
+                state = "start"
+            for ch in line:
+                if state == "quoted":
+                    if ch == '"':
+                        state = "closed"
+                elif state == "closed":
+                    if ch == '"':
+                        state = "quoted"  # a doubled quote stands for one
+                    elif ch == sep or ch in "\r\n":
+                        state = "start"
+                    else:
+                        where = "a field" if opened == number else f"the field opened on line {opened}"
+                        return f"line {number}: text after the closing quote of {where}: {line.rstrip()[:80]!r}"
+                elif ch == '"':
+                    if state != "start":
+                        return (f"line {number}: a quote inside a field that does not start with one: "
+                                f"{line.rstrip()[:80]!r}")
+                    state, opened = "quoted", number
+                elif ch == sep or ch in "\r\n":
+                    state = "start"
+                else:
+                    state = "plain"
+    if state == "quoted":
+        return f"line {opened}: a quoted field is never closed (it runs to the end of the file)"
+    return None
+
+
+def header_width(src: Source) -> int:
+    """Number of fields in a CSV source's header."""
+    with src.path.open(encoding="utf-8-sig", newline="", errors="replace") as fh:
+        return len(next(csv.reader(fh, delimiter=src.separator), []))
 
 
 def ragged_lines(src: Source, limit: int = 5) -> list[str]:
-    """Lines whose field count differs from the header's (read only on the error path)."""
-    import csv
+    """The first few records whose field count differs from the header's, with their text.
 
+    Blank lines are not ragged: they are skipped like Polars' all-null rows. Walks the file
+    with Python's csv module up to the last example: used only on the error path.
+    """
+    if src.kind != "csv":
+        return []
+    width = header_width(src)
     found: list[str] = []
-    with src.path.open(encoding="utf-8-sig", newline="") as fh:
-        reader = csv.reader(fh, delimiter=src.separator)
-        header = next(reader, [])
-        for row in reader:
-            if row and len(row) != len(header):
-                found.append(f"line {reader.line_num}: {len(row)} fields, the header has {len(header)}")
-                if len(found) >= limit:
-                    break
+    for line, row in _records(src):
+        if len(row) == width or not "".join(row).strip():
+            continue
+        text = src.separator.join(row)
+        found.append(f"line {line}: {len(row)} field{'s' if len(row) != 1 else ''}, the header has {width}: "
+                     f"{text[:80]!r}{' ...' if len(text) > 80 else ''}")
+        if len(found) >= limit:
+            break
     return found
+
+
+def count_ragged(src: Source, columns: int) -> tuple[int, int]:
+    """(records with fewer fields than the header, records with more), blank lines aside.
+
+    Polars fills a short record with nulls without a word, and reports a long one only when
+    every column is read; this native pyarrow pass counts both. Run when the stats pass
+    shows that one can exist (the last column has nulls) or Polars has complained.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    short = long = 0
+
+    def on_bad(row: Any) -> str:
+        nonlocal short, long
+        if (row.text or "").strip():
+            if row.actual_columns < row.expected_columns:
+                short += 1
+            else:
+                long += 1
+        return "skip"
+
+    names = [f"c{i}" for i in range(columns)]
+    try:
+        reader = pacsv.open_csv(
+            src.path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(delimiter=src.separator, newlines_in_values=True,
+                                             invalid_row_handler=on_bad),
+            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                 include_columns=names[:1]),
+        )
+        for _batch in reader:
+            pass
+    except (pa.ArrowException, OSError):
+        return 0, 0  # not something pyarrow can split: Polars' own read decides
+    return short, long
+
+
+def physical_lines(src: Source, records: int, wanted: list[int]) -> dict[int, int]:
+    """Map record positions (0-based, after the header) to the line each starts on.
+
+    Quoted fields may hold newlines, so record ``i`` need not start on line ``i + 2``. A
+    byte count of newlines tells whether any record spans lines; only then is the file
+    walked, and only up to the last record wanted.
+    """
+    if src.kind != "csv" or not wanted:
+        return {i: i + src.first_line for i in wanted}
+    newlines, last = 0, b""
+    with src.path.open("rb") as fh:
+        while chunk := fh.read(CHUNK_BYTES):
+            newlines += chunk.count(b"\n")
+            last = chunk[-1:]
+    lines = newlines + (0 if last == b"\n" else 1)
+    if lines == records + 1:
+        return {i: i + src.first_line for i in wanted}
+    todo = set(wanted)
+    found: dict[int, int] = {}
+    for i, (line, _row) in enumerate(_records(src)):
+        if i in todo:
+            found[i] = line
+            if len(found) == len(todo):
+                break
+    return {i: found.get(i, i + src.first_line) for i in wanted}
 
 
 # --------------------------------------------------------------------------- writing
@@ -224,6 +476,12 @@ def check_output_path(out: str, inputs: list[str]) -> None:
     for item in inputs:
         if item != STDIN and Path(item).resolve() == target:
             raise UsageError(f"output {out} is also an input: refusing to overwrite an input")
+    try:
+        files = expand_inputs([i for i in inputs if i != STDIN])
+    except (InputMissingError, UsageError):
+        files = []  # reported when the inputs are read
+    if any(Path(f).resolve() == target for f in files):
+        raise UsageError(f"output {out} is one of the inputs (through a folder or glob): refusing to overwrite an input")
     if not target.parent.is_dir():
         raise OutputError(f"cannot write {out}: folder {target.parent} does not exist")
     if target.is_dir():

@@ -19,8 +19,10 @@ from segcli import __version__
 from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
 from segcli.errors import InputDataError, UsageError
-from segcli.io import Source, expand_inputs, open_source, ragged_lines, read_columns, scan_source
-from segcli.parse import RULES, canonical, invalid_expr, resolve_columns
+from segcli.io import (Source, check_utf8, count_ragged, expand_inputs, header_width, open_source, physical_lines,
+                       quote_problem, ragged_lines, read_columns, scan_source)
+from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, amount_hits, canonical,
+                          date_hits, formats_for, invalid_expr, plain_amounts, resolve_columns)
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
 from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS
 from segcli.rfm import customer_features, exact_sum, money, orders, score_rfm
@@ -44,20 +46,41 @@ class Transactions:
 
 
 def _polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
+    """Turn a Polars read failure into a message naming the file and what is wrong there."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    where = ", ".join(s.name for s in sources)
-    hint: list[str] = []
+    csvs = [s for s in sources if s.kind == "csv"]
+    if "utf-8" in text.lower() or "utf8" in text.lower():
+        for s in csvs:
+            error = check_utf8(s)
+            if error is not None:
+                return error
+        return InputDataError(f"{', '.join(s.name for s in sources)}: bytes that are not valid UTF-8",
+                              ["if the file is GBK/GB18030, pass --encoding gb18030"])
     if "more fields" in text or "ragged" in text.lower():
-        bad = [(s, ragged_lines(s)) for s in sources if s.kind == "csv"]
-        bad = [(s, lines) for s, lines in bad if lines]
-        if bad:
-            where = ", ".join(s.name for s, _ in bad)
-            hint = [f"{s.name}: {line}" for s, lines in bad for line in lines]
-        text = "ragged rows: a row has more fields than the header"
-        hint.append("fix the row, or quote the field that holds the extra separator")
-    elif "utf-8" in text.lower() or "utf8" in text.lower():
-        hint = ["if the file is GBK/GB18030, pass --encoding gb18030"]
-    return InputDataError(f"{where}: cannot parse: {text}", hint)
+        for s in csvs:
+            width = header_width(s)
+            short, long = count_ragged(s, width)
+            examples = ragged_lines(s)
+            if short + long or examples:
+                return _ragged_error(s, width, short + long or len(examples), examples)
+        return InputDataError(f"{', '.join(s.name for s in sources)}: ragged rows: a row has more fields than the header",
+                              ["fix the row, or quote the field that holds the extra separator"])
+    if "could not parse" in text or "malformed" in text.lower():
+        for s in csvs:
+            problem = quote_problem(s)
+            if problem is not None:
+                return InputDataError(f"{s.name}: misplaced quotes: {problem.split(': ', 1)[1].split(':')[0]}",
+                                      [problem, 'a field with a separator, quote or line break must be quoted whole, '
+                                                'inner quotes doubled: "12"" screen, black"'])
+    return InputDataError(f"{', '.join(s.name for s in sources)}: cannot parse: {text}")
+
+
+def _ragged_error(src: Source, width: int, count: int, examples: list[str]) -> InputDataError:
+    return InputDataError(
+        f"{src.name}: ragged rows: {count} row{'s have' if count > 1 else ' has'} another number of fields than "
+        f"the header ({width})",
+        [*examples, "fix the rows, or quote the fields that hold the separator "
+                    f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break"])
 
 
 def _allowed_invalid(max_invalid: float, rows: int) -> int:
@@ -67,77 +90,188 @@ def _allowed_invalid(max_invalid: float, rows: int) -> int:
     return int(max_invalid)
 
 
-def load_transactions(inputs: list[str], cfg: Config) -> Transactions:
+def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool | None = None) -> Transactions:
     """Read every input, check every row, fix the as-of date and apply window and drops.
 
-    Raises :class:`InputDataError` (exit 65) on bad rows beyond ``max_invalid``, several
-    currencies, or no usable rows; :class:`InputMissingError` (66) on missing inputs.
+    One pass over the data gathers every count the checks need; examples of bad rows are
+    read only when there are some.
+
+    Parameters
+    ----------
+    inputs:
+        Paths, directories, globs or ``-`` (SPEC §2).
+    cfg:
+        The run's configuration (``input`` and ``analysis`` sections are used here).
+    count_identical:
+        Count rows identical to an earlier row (a hash of every row): ``True`` always,
+        ``False`` never, ``None`` when the inputs hold at most ``REPEAT_COUNT_MAX_ROWS``
+        rows. Always done with ``input.dedupe``, which drops them.
+
+    Raises :class:`InputDataError` (exit 65) on bad rows beyond ``max_invalid``, ragged
+    rows, undecodable bytes, several currencies, or no usable rows;
+    :class:`InputMissingError` (66) on missing or unreadable inputs.
     """
+    inp = cfg.input
     files = expand_inputs(inputs)
     sources: list[Source] = []
-    frames: list[pl.LazyFrame] = []
-    colmaps = []
-    for i, name in enumerate(files):
-        src = open_source(name, cfg.input.encoding)
+    raws: list[pl.LazyFrame] = []
+    schemas: list[pl.Schema] = []
+    colmaps: list[ColumnMap] = []
+    for name in files:
+        src = open_source(name, inp.encoding, sheet=inp.sheet, header_row=inp.header_row)
         raw = scan_source(src)
         names = read_columns(src, raw)
-        cols = resolve_columns(names, cfg.input.columns.__dict__, src.name)
-        schema = raw.collect_schema()
-        if cfg.input.dedupe:
-            raw = raw.unique(maintain_order=True)
-        frames.append(canonical(raw, schema, cols, cfg.input, i, src.first_line))
+        hint = ("if title rows sit above the header, name the header's row with --header-row N "
+                "(or [input] header_row)") if src.kind == "excel" else None
+        colmaps.append(resolve_columns(names, inp.columns.__dict__, src.name, hint=hint))
+        schemas.append(raw.collect_schema())
         sources.append(src)
-        colmaps.append(cols)
-    canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    valid = ~invalid_expr()
+        raws.append(raw)
 
-    per_source = canon.group_by("source").agg(
-        rows=pl.len(),
-        **{f"bad_{i}": pred.sum() for i, (_, _, pred) in enumerate(RULES)},
-        invalid=invalid_expr().sum(),
-        rounded=(pl.col("amount_rounded") & valid).sum(),
-    )
-    per_day = canon.filter(valid).group_by(pl.col("ts").dt.date().alias("date")).agg(
-        rows=pl.len(),
-        returns=(pl.col("amount_minor") < 0).sum(),
-        zeros=(pl.col("amount_minor") == 0).sum(),
-    )
-    currencies = canon.filter(valid).select(pl.col("currency").drop_nulls().unique().sort().head(10))
+    # A sample decides the cheap parse plan; the stats pass checks it on every row.
     try:
-        src_stats, days, cur = pl.collect_all([per_source, per_day, currencies])
+        samples = pl.collect_all([raw.select(pl.col(c.date).alias("date"), pl.col(c.amount).alias("amount"))
+                                  .head(PLAN_SAMPLE_ROWS) for raw, c in zip(raws, colmaps)])
+        mark = inp.dedupe or bool(count_identical)
+        if count_identical is None and not mark:
+            sizes = pl.collect_all([raw.select(pl.len()) for raw in raws])
+            mark = sum(int(s.item()) for s in sizes) <= REPEAT_COUNT_MAX_ROWS
     except pl.exceptions.PolarsError as exc:
         raise _polars_error(exc, sources) from None
+    plans = [ParsePlan(formats_for(s["date"], inp.date_formats, inp.timezone) if sch[c.date] == pl.String
+                       else inp.date_formats,
+                       plain_amounts=sch[c.amount] == pl.String and plain_amounts(s["amount"]),
+                       count_repeats=mark and not inp.dedupe, drop_repeats=inp.dedupe)
+             for s, sch, c in zip(samples, schemas, colmaps)]
 
-    src_stats = src_stats.sort("source")
+    def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.DataFrame]:
+        frames = [canonical(raw, sch, c, inp, i, src.first_line, plan)
+                  for i, (raw, sch, c, src, plan) in enumerate(zip(raws, schemas, colmaps, sources, plans))]
+        canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+        valid = ~invalid_expr()
+        # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
+        # an expression inside .agg() would be evaluated group by group.
+        query = canon.with_columns(
+            valid=valid,
+            **{f"bad_{i}": pred for i, (_, _, pred) in enumerate(RULES)},
+            rounded=pl.col("amount_rounded") & valid,
+            returns=valid & (pl.col("amount_minor") < 0),
+            zeros=valid & (pl.col("amount_minor") == 0),
+            cur=pl.when(valid).then(pl.col("currency")),
+        ).group_by("source", pl.col("ts").dt.date().alias("date"), "blank", "repeat").agg(
+            pl.len().alias("rows"),
+            pl.col("valid", *(f"bad_{i}" for i in range(len(RULES))), "rounded", "returns", "zeros", "tail_null").sum(),
+            invalid=(~pl.col("valid")).sum(),
+            cur_min=pl.col("cur").min(),
+            cur_max=pl.col("cur").max(),
+            distinct=pl.col("row_hash").n_unique() if mark and not inp.dedupe else pl.len(),
+        )
+        try:
+            return canon, query.collect()
+        except pl.exceptions.PolarsError as exc:
+            raise _polars_error(exc, sources) from None
+
+    canon, groups = stats_pass(plans)
+    # Dates or amounts the sampled plan left unparsed: does another configured format, or the
+    # full clean-up of amounts, parse them? Then widen that file's plan and count again, so
+    # that first-match-wins stays exact. Read only when such rows exist.
+    kept = ~pl.col("blank")
+    unparsed = groups.filter(kept).group_by("source").agg(pl.col("bad_1", "bad_2").sum())
+    checks = []
+    for i, plan in enumerate(plans):
+        counts_i = unparsed.filter(pl.col("source") == i)
+        bad_dates = counts_i.height and counts_i["bad_1"][0] and len(plan.formats) < len(inp.date_formats)
+        bad_amounts = counts_i.height and counts_i["bad_2"][0] and plan.plain_amounts
+        if bad_dates or bad_amounts:
+            checks.append((i, canon.filter((pl.col("source") == i) & ~pl.col("blank")).select(
+                *date_hits(inp.date_formats, inp.timezone), amount_hits(inp.amount_scale))))
+    if checks:
+        try:
+            found = dict(zip((i for i, _ in checks), pl.collect_all([q for _, q in checks])))
+        except pl.exceptions.PolarsError as exc:
+            raise _polars_error(exc, sources) from None
+        widened = []
+        for i, plan in enumerate(plans):
+            if i not in found:
+                widened.append(plan)
+                continue
+            hits = found[i].row(0, named=True)
+            formats = tuple(f for k, f in enumerate(inp.date_formats) if f in plan.formats or hits[f"date_hit_{k}"])
+            widened.append(ParsePlan(formats, plain_amounts=plan.plain_amounts and not hits["amount_hit"],
+                                     count_repeats=plan.count_repeats, drop_repeats=plan.drop_repeats))
+        if widened != plans:
+            plans = widened
+            canon, groups = stats_pass(plans)
+
+    # blank lines are no rows; identical rows count as rows unless dedupe drops them
+    used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
+    used = canon.filter(used_rows)
+    per_src = groups.group_by("source").agg(
+        records=pl.col("rows").sum(),
+        blank=pl.col("rows").filter(pl.col("blank")).sum(),
+        # with dedupe the rows are flagged; else rows beyond the distinct ones of their day
+        repeats=(pl.col("rows").filter(~pl.col("blank") & pl.col("repeat")).sum() if inp.dedupe
+                 else (pl.col("rows") - pl.col("distinct")).filter(~pl.col("blank")).sum()),
+        read=pl.col("rows").filter(~pl.col("blank")).sum(),
+    )
+    src_stats = (groups.filter(used_rows).group_by("source")
+                 .agg(pl.col("rows", "invalid", "rounded", "tail_null", *(f"bad_{i}" for i in range(len(RULES)))).sum())
+                 .join(per_src, on="source", how="right").fill_null(0).sort("source"))
+    days = (groups.filter(used_rows & pl.col("date").is_not_null()).group_by("date")
+            .agg(rows=pl.col("valid").sum(), returns=pl.col("returns").sum(), zeros=pl.col("zeros").sum())
+            .filter(pl.col("rows") > 0))
+    cur = groups.filter(used_rows).select(lo=pl.col("cur_min").min(), hi=pl.col("cur_max").max())
     total_rows = int(src_stats["rows"].sum())
     invalid_rows = int(src_stats["invalid"].sum())
-    for s in sources:
-        if s.kind == "csv" and total_rows == 0 and len(sources) == 1:
-            raise InputDataError(f"{s.name}: the file has a header but no rows")
+    records = dict(zip(src_stats["source"], src_stats["records"]))
+
+    def real_lines(frame: pl.DataFrame) -> pl.DataFrame:
+        """Record positions -> the lines they start on (quoted fields may span lines)."""
+        out = []
+        for i, part in frame.partition_by("source", as_dict=True, maintain_order=True).items():
+            src = sources[i[0]]
+            first = part["line"].cast(pl.Int64) - src.first_line
+            mapping = physical_lines(src, int(records[i[0]]), first.to_list())
+            out.append(part.with_columns(line=first.replace_strict(mapping, return_dtype=pl.UInt64)))
+        return pl.concat(out) if out else frame
+
+    # Ragged records: a short one leaves the last column null, so look only when it has nulls.
+    for row in src_stats.iter_rows(named=True):
+        src = sources[row["source"]]
+        if src.kind == "csv" and row["tail_null"]:
+            width = len(schemas[row["source"]])
+            short, long = count_ragged(src, width)
+            if short + long:
+                raise _ragged_error(src, width, short + long, ragged_lines(src))
+
     if total_rows == 0:
+        if len(sources) == 1 and sources[0].kind != "parquet":
+            raise InputDataError(f"{sources[0].name}: the file has a header but no rows")
         raise InputDataError(f"{', '.join(s.name for s in sources)}: no rows")
 
     rejects = None
     warnings: list[str] = []
     if invalid_rows:
         allowed = _allowed_invalid(cfg.analysis.max_invalid, total_rows)
-        examples = canon.filter(invalid_expr()).head(max(EXAMPLES * 4, allowed if invalid_rows <= allowed else 0))
-        bad = examples.collect()
         if invalid_rows > allowed:
+            bad = real_lines(used.filter(invalid_expr()).head(EXAMPLES * len(RULES) * len(sources)).collect())
             raise InputDataError(*_invalid_report(sources, colmaps, src_stats, bad, total_rows, invalid_rows))
-        names = {i: s.name for i, s in enumerate(sources)}
-        rejects = (canon.filter(invalid_expr()).collect()
-                   .select(pl.col("source").replace_strict(names, return_dtype=pl.String).alias("file"), "line", pl.col("raw_customer_id").alias("customer_id"),
-                           pl.col("raw_date").alias("date"), pl.col("raw_amount").alias("amount")))
+        file_names = {i: s.name for i, s in enumerate(sources)}
+        rejects = (real_lines(used.filter(invalid_expr()).collect())
+                   .select(pl.col("source").replace_strict(file_names, return_dtype=pl.String).alias("file"), "line",
+                           pl.col("raw_customer_id").alias("customer_id"), pl.col("raw_date").alias("date"),
+                           pl.col("raw_amount").alias("amount")))
         warnings.append(f"{invalid_rows} invalid row{'s' if invalid_rows > 1 else ''} skipped "
                         f"(within --max-invalid {cfg.analysis.max_invalid:g}); written to the rejects file")
 
-    if cur.height > 1:
+    lo, hi = cur.row(0)
+    if lo is not None and lo != hi:
+        listed = used.filter(~invalid_expr()).select(pl.col("currency").drop_nulls().unique().sort().head(10)).collect()
         raise InputDataError(
-            f"{', '.join(s.name for s in sources)}: more than one currency in one run: {', '.join(cur['currency'])}",
+            f"{', '.join(s.name for s in sources)}: more than one currency in one run: {', '.join(listed['currency'])}",
             ["segment each currency separately (filter the export), or convert amounts first"])
-    if cfg.input.currency and cur.height == 1 and cur["currency"][0] != cfg.input.currency.upper():
-        raise InputDataError(f"currency {cur['currency'][0]} found, but input.currency is {cfg.input.currency}")
+    if inp.currency and lo is not None and lo != inp.currency.upper():
+        raise InputDataError(f"currency {lo} found, but input.currency is {inp.currency}")
 
     if days.height == 0:
         raise InputDataError("no valid rows to analyse")
@@ -148,6 +282,13 @@ def load_transactions(inputs: list[str], cfg: Config) -> Transactions:
     start = as_of - dt.timedelta(days=cfg.analysis.window_days) if cfg.analysis.window_days else None
     outside = int(days.filter(pl.col("date") <= start)["rows"].sum()) if start else 0
     kept_days = days.filter((pl.col("date") <= as_of) & ((pl.col("date") > start) if start else pl.lit(True)))
+    repeats = int(src_stats["repeats"].sum())
+    if repeats and inp.dedupe:
+        warnings.append(f"{repeats} row{'s' if repeats > 1 else ''} identical to an earlier row in every column "
+                        "dropped (input.dedupe = true)")
+    elif repeats:
+        warnings.append(f"{repeats} row{'s are' if repeats > 1 else ' is'} identical to an earlier row in every "
+                        "column: kept (line-item exports repeat legitimately); set [input] dedupe = true to drop them")
     if after:
         warnings.append(f"{after} row{'s' if after > 1 else ''} dated after the as-of date {as_of} dropped")
     if outside:
@@ -155,18 +296,20 @@ def load_transactions(inputs: list[str], cfg: Config) -> Transactions:
                         f"window (on or before {start}) dropped")
     rounded = int(src_stats["rounded"].sum())
     if rounded:
-        warnings.append(f"{rounded} amount{'s' if rounded > 1 else ''} had more than {cfg.input.amount_scale} "
-                        "decimal places and were rounded half-to-even")
+        warnings.append(f"{rounded} amount{'s' if rounded > 1 else ''} had more than {inp.amount_scale} decimal "
+                        f"places and {'were' if rounded > 1 else 'was'} rounded half-to-even")
     if kept_days.height == 0:
         raise InputDataError(f"no rows on or before the as-of date {as_of}"
                              + (f" inside the {cfg.analysis.window_days}-day window" if start else ""))
 
     date = pl.col("ts").dt.date()
-    keep = valid & (date <= as_of)
+    keep = ~invalid_expr() & (date <= as_of)
     if start is not None:
         keep = keep & (date > start)
-    counts = {
-        "rows_read": total_rows,
+    counts: dict[str, Any] = {
+        "rows_read": int(src_stats["read"].sum()),
+        "rows_blank": int(src_stats["blank"].sum()),
+        "rows_identical": repeats if mark else None,
         "rows_invalid": invalid_rows,
         "rows_after_as_of": after,
         "rows_outside_window": outside,
@@ -177,15 +320,16 @@ def load_transactions(inputs: list[str], cfg: Config) -> Transactions:
     }
     src_records = [
         {"path": s.name, "bytes": s.size, "format": s.kind, "encoding": s.encoding if s.kind == "csv" else None,
-         "rows": int(r["rows"]), "rows_invalid": int(r["invalid"]),
+         "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),
          "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
         for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
     ]
-    return Transactions(canon.filter(keep), as_of, cfg.input.amount_scale, src_records, counts, warnings, rejects)
+    return Transactions(used.filter(keep), as_of, inp.amount_scale, src_records, counts, warnings, rejects)
 
 
 def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFrame, bad: pl.DataFrame,
                     total: int, invalid: int) -> tuple[str, list[str]]:
+    """The error for too many invalid rows: per file and rule, a count and the first rows."""
     names = ", ".join(s.name for s in sources)
     details = []
     for i, (rule, role, pred) in enumerate(RULES):
@@ -198,9 +342,8 @@ def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFra
             details.append(f"{src.name}: column '{column}': {n} of {row['rows']} rows: {rule}")
             raw_col = f"raw_{role}"
             ex = bad.filter((pl.col("source") == row["source"]) & pred).head(EXAMPLES)
-            where = "line" if src.kind != "parquet" else "row"
             for line, value in zip(ex["line"], ex[raw_col]):
-                details.append(f"    {where} {line}: {column}={(value if value is not None else '')!r}")
+                details.append(f"    {src.row_word} {line}: {column}={(value if value is not None else '')!r}")
     details.append("fix the rows, map the columns with [input.columns] / input.date_formats, or let up to N bad "
                    "rows through with --max-invalid N (they go to a rejects file)")
     return f"{names}: {invalid} of {total} rows are invalid", details
@@ -274,7 +417,9 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
             warnings.append(f"{departed.height} customer{'s' if departed.height > 1 else ''} of the previous run "
                             f"absent from the data, written as yuxin with reason 'departed': "
                             f"{', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}")
-    n_out = df.height + departed.height
+    # N in the VIP limit is the current customer base: rows written only to demote departed
+    # customers must not buy extra VIP seats (max_share stays a hard limit, issue 4)
+    n_out = df.height
     df = assign_tiers(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, scale=tx.scale)
     groups, group_info = vip_groups(df, cfg)
     df = df.with_columns(groups)

@@ -83,12 +83,12 @@ def test_incumbent_between_entry_and_keep_line_is_kept_by_hysteresis(tmp_path: P
 
 def test_capacity_cut_is_by_monetary_then_incumbents_first_when_configured(tmp_path: Path, five: Path) -> None:
     prev = previous(tmp_path, vips=["C", "D"], others=["A", "B", "E"])
-    plain = tiers(segment(tmp_path, str(five), "-c", str(config(tmp_path, "[tiers]\ncapacity = 2\nmax_share = 1.0\n")),
-                          "--previous", str(prev)))
+    plain = tiers(segment(tmp_path, str(five), "-c", str(config(
+        tmp_path, "[tiers]\ncapacity = 2\nmax_share = 1.0\nincumbents_first = false\n")), "--previous", str(prev)))
     assert [c for c, (t, _) in plain.items() if t == "zhixin"] == ["A", "B"]
     assert plain["C"] == ("yuxin", "capacity_cut") and plain["D"] == ("yuxin", "capacity_cut")
-    first = tiers(segment(tmp_path, str(five), "-c", str(config(
-        tmp_path, "[tiers]\ncapacity = 2\nmax_share = 1.0\nincumbents_first = true\n")), "--previous", str(prev)))
+    first = tiers(segment(tmp_path, str(five), "-c", str(config(  # the default
+        tmp_path, "[tiers]\ncapacity = 2\nmax_share = 1.0\n")), "--previous", str(prev)))
     assert [c for c, (t, _) in first.items() if t == "zhixin"] == ["C", "D"]
     assert first["A"] == ("yuxin", "capacity_cut")
 
@@ -101,6 +101,14 @@ def test_capacity_exactly_reached_and_ties_cut_by_customer_id(tmp_path: Path) ->
     got = tiers(segment(tmp_path, str(f), "-c", str(config(tmp_path, "[tiers]\ncapacity = 3\nmax_share = 1.0\n"))))
     assert [c for c, (t, _) in got.items() if t == "zhixin"] == ["K1", "K2", "K3"]
     assert got["K4"] == ("yuxin", "capacity_cut")
+
+
+def test_departed_rows_do_not_buy_extra_vip_seats(tmp_path: Path, five: Path) -> None:
+    # 5 customers in the data + 5 departed: L = floor(0.2 * 5) = 1, not floor(0.2 * 10) = 2
+    prev = previous(tmp_path, vips=["G1", "G2"], others=["G3", "G4", "G5"], monetary=1.0)
+    got = tiers(segment(tmp_path, str(five), "--previous", str(prev)))
+    assert [c for c, (t, _) in got.items() if t == "zhixin"] == ["A"]
+    assert sum(1 for t, r in got.values() if r == "departed") == 5
 
 
 def test_customer_in_previous_but_absent_is_written_as_departed(tmp_path: Path, five: Path) -> None:

@@ -152,10 +152,11 @@ def _table_format(fmt: str, as_json: bool) -> str:
     return "json" if as_json else fmt
 
 
-def _warn(warnings: list[str], cfg: Config, quiet: bool) -> None:
+def _warn(warnings: list[str], cfg: Config, quiet: bool, inputs: list[str]) -> None:
     """Print warnings; under --strict (or analysis.strict) they stop the run with exit 65."""
     if warnings and cfg.analysis.strict:
-        raise InputDataError(f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''} under --strict", warnings)
+        raise InputDataError(f"{', '.join(inputs)}: {len(warnings)} warning{'s' if len(warnings) > 1 else ''} "
+                             "under --strict: nothing written", warnings)
     if not quiet:
         for w in warnings:
             _err(f"segcli: warning: {w}")
@@ -166,11 +167,20 @@ def _emit(text: str, *, to_stderr: bool) -> None:
 
 
 def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
-    if rejects is None or out in (None, "-"):
+    """Write the rows --max-invalid let through beside the output; a rejects file left by an
+    earlier run is removed, so the one beside an output always belongs to it."""
+    if out is None:
         return None
-    path = f"{out}.rejects.csv"
-    write_table(rejects, path, meta=None)
-    return path
+    if out == "-":
+        if rejects is not None:
+            _err(f"segcli: warning: {rejects.height} rejected rows not written (the output is stdout; use -o FILE)")
+        return None
+    path = Path(f"{out}.rejects.csv")
+    if rejects is None:
+        path.unlink(missing_ok=True)
+        return None
+    write_table(rejects, str(path), meta=None)
+    return str(path)
 
 
 @app.command("segment")
@@ -203,7 +213,7 @@ def segment_cmd(
         if missing:
             raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
     result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force)
-    _warn(result.warnings, cfg, quiet)
+    _warn(result.warnings, cfg, quiet, inputs)
     if output is not None:
         write_table(result.customers, output, meta=result.meta,
                     csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
@@ -267,7 +277,7 @@ def rfm_cmd(
         warnings, rejects = tx.warnings, tx.rejects
     else:
         df, meta, warnings, rejects = rfm_table(inputs, cfg)
-    _warn(warnings, cfg, quiet)
+    _warn(warnings, cfg, quiet, inputs)
     if output is not None:
         write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
         _write_rejects(rejects, output)
@@ -314,7 +324,7 @@ def pareto_cmd(
     tx = load_transactions(inputs, cfg)
     table = customer_table(tx, cfg)
     conc = concentration_of(table, cfg, tx.scale)
-    _warn(tx.warnings, cfg, quiet)
+    _warn(tx.warnings, cfg, quiet, inputs)
     if plot is not None:
         write_plot(table["monetary_minor"].to_numpy(), conc, plot, head_share=cfg.pareto.head_share)
         if not quiet:
@@ -416,7 +426,7 @@ def validate_cmd(
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row)
     tx = load_transactions(inputs, cfg, count_identical=True)  # the checking command always counts them
-    _warn(tx.warnings, cfg, quiet)
+    _warn(tx.warnings, cfg, quiet, inputs)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
         sys.stdout.write(json.dumps({"valid": True, "as_of": tx.as_of.isoformat(), "inputs": tx.sources,

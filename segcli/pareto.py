@@ -48,7 +48,11 @@ def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None
         .with_columns(cum=pl.col("x").cum_sum(), total=pl.col("x").sum(), pareto_rank=pl.int_range(1, pl.len() + 1))
         .with_columns(cum_before=pl.col("cum") - pl.col("x"))
         .with_columns(
-            cum_share=pl.when(pl.col("total") > 0).then(pl.col("cum") / pl.col("total")).otherwise(0.0),
+            # the last customer (and everyone after the revenue ends) is exactly 1.0: Polars
+            # divides by a broadcast total as a multiplication by its reciprocal, 1 ulp off
+            cum_share=pl.when(pl.col("total") == 0).then(0.0)
+            .when(pl.col("cum") == pl.col("total")).then(1.0)
+            .otherwise(pl.col("cum") / pl.col("total")),
             pareto_class=pl.when(before_line(cfg.head_share)).then(pl.lit("A"))
             .when(before_line(cfg.b_share)).then(pl.lit("B"))
             .otherwise(pl.lit("C")),

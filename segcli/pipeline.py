@@ -40,7 +40,7 @@ class Transactions:
     as_of: dt.date
     scale: int
     sources: list[dict[str, Any]]
-    counts: dict[str, int]
+    counts: dict[str, int | None]  # rows_identical is None when not counted
     warnings: list[str] = field(default_factory=list)
     rejects: pl.DataFrame | None = None
 

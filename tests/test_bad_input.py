@@ -245,7 +245,7 @@ def test_rows_after_the_as_of_date_are_dropped_counted_and_fail_under_strict(tmp
     out.unlink()
     result = run("segment", str(f), "--as-of", "2024-03-10", "--strict", "-o", str(out))
     assert result.exit_code == 65
-    assert result.stderr.splitlines()[0] == "segcli: error: 1 warning under --strict"
+    assert result.stderr.splitlines()[0] == f"segcli: error: {f}: 1 warning under --strict: nothing written"
     assert "  2 rows dated after the as-of date 2024-03-10 dropped" in result.stderr.splitlines()
     assert leftovers(tmp_path) == []
 

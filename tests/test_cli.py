@@ -377,3 +377,13 @@ def test_pareto_plot_with_unknown_format_is_a_usage_error(tmp_path: Path, small_
     result = run("pareto", str(small_csv), "--plot", str(tmp_path / "p.pdf"))
     assert result.exit_code == 2
     assert not (tmp_path / "p.pdf").exists()
+
+
+def test_a_rejects_file_from_an_earlier_run_is_removed(tmp_path: Path) -> None:
+    bad = write_csv(tmp_path / "x.csv", "customer_id,order_date,amount", ["C1,2025-01-01,10", "C2,2025-01-02,abc"])
+    out = tmp_path / "out.csv"
+    assert run("segment", str(bad), "-o", str(out), "--max-invalid", "1", "-q").exit_code == 0
+    assert (tmp_path / "out.csv.rejects.csv").exists()
+    good = write_csv(tmp_path / "y.csv", "customer_id,order_date,amount", ["C1,2025-01-01,10"])
+    assert run("segment", str(good), "-o", str(out), "-q").exit_code == 0
+    assert not (tmp_path / "out.csv.rejects.csv").exists()

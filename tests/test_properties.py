@@ -77,11 +77,9 @@ def test_segmentation_invariants(rows: list[tuple[str, int, int, int]]) -> None:
     shares = ordered["cum_share"].to_list()
     assert all(a <= b for a, b in zip(shares, shares[1:]))
     if ordered["x"].sum() > 0:
-        assert shares[-1] == pytest.approx(1.0, rel=0, abs=1e-15)  # exactly 1.0: see the xfail test below
+        assert shares[-1] == 1.0
 
 
-@pytest.mark.xfail(strict=True, reason="pareto.py divides by the total as a multiplication by its reciprocal "
-                                       "(Polars does so for a broadcast scalar): the last cum_share can be 1 - 1 ulp")
 def test_cum_share_of_the_last_customer_is_exactly_one() -> None:
     df = _segment([("C00", 0, 58422, 0), *((f"C{i:02d}", 0, 1, 0) for i in range(1, 9))])
     assert df["cum_share"].max() == 1.0

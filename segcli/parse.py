@@ -91,9 +91,9 @@ def customer_id_expr(col: str, dtype: pl.DataType) -> pl.Expr:
     if dtype.is_float():
         return pl.when(c == c.floor()).then(c.cast(pl.Int64).cast(pl.String)).otherwise(c.cast(pl.String))
     text = c.cast(pl.String).str.strip_chars()
-    # gated by a cheap test: Polars then runs the regex on the few rows that pass it
-    text = pl.when(text.str.ends_with("0")).then(text.str.replace(r"^(-?\d+)\.0+$", "$1")).otherwise(text)
-    return pl.when(text == "").then(None).otherwise(text)
+    # one anchored regex (null where it does not match) costs a third of a gated replace
+    text = pl.coalesce(text.str.extract(r"^(-?\d+)\.0+$", 1), text)
+    return text.replace("", None)
 
 
 def clean_amount_text(text: pl.Expr) -> pl.Expr:
@@ -210,6 +210,7 @@ class ParsePlan:
     plain_amounts: bool = False
     count_repeats: bool = False  # add ``row_hash`` to count rows identical to an earlier one
     drop_repeats: bool = False  # flag them (``repeat``) to drop them: input.dedupe
+    blank_rows: bool = True  # text and spreadsheets have blank lines/rows; Parquet does not
 
 
 def _row_key(names: list[str]) -> pl.Expr:
@@ -245,7 +246,8 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
     first_blank = first.is_null()
     if schema[names[0]] == pl.String:
         first_blank = first_blank | (first.str.strip_chars() == "")
-    blank = pl.all_horizontal(first_blank, *(pl.col(n).is_null() for n in names[1:]))
+    blank = (pl.all_horizontal(first_blank, *(pl.col(n).is_null() for n in names[1:])) if plan.blank_rows
+             else pl.lit(False))  # reading every column just to find none costs a tenth of a run
     repeat = ~_row_key(names).is_first_distinct() if plan.drop_repeats else pl.lit(False)
     row_hash = [pl.struct(*(pl.col(n) for n in names)).hash(seed=0).alias("row_hash")] if plan.count_repeats else []
     return lf.with_row_index(_INDEX, offset=first_line).select(
@@ -262,7 +264,7 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
         pl.col(cols.amount).cast(pl.String).alias("raw_amount"),
         blank.alias("blank"),
         repeat.alias("repeat"),
-        pl.col(names[-1]).is_null().alias("tail_null"),
+        (pl.col(names[-1]).is_null() if plan.blank_rows else pl.lit(False)).alias("tail_null"),
         *row_hash,
     )
 

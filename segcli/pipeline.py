@@ -6,6 +6,7 @@ only wires them together and keeps the record of the run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import os
@@ -141,8 +142,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     plans = [ParsePlan(formats_for(s["date"], inp.date_formats, inp.timezone) if sch[c.date] == pl.String
                        else inp.date_formats,
                        plain_amounts=sch[c.amount] == pl.String and plain_amounts(s["amount"]),
-                       count_repeats=mark and not inp.dedupe, drop_repeats=inp.dedupe)
-             for s, sch, c in zip(samples, schemas, colmaps)]
+                       count_repeats=mark and not inp.dedupe, drop_repeats=inp.dedupe,
+                       blank_rows=src.kind != "parquet")
+             for s, sch, c, src in zip(samples, schemas, colmaps, sources)]
 
     def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.DataFrame]:
         frames = [canonical(raw, sch, c, inp, i, src.first_line, plan)
@@ -197,8 +199,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                 continue
             hits = found[i].row(0, named=True)
             formats = tuple(f for k, f in enumerate(inp.date_formats) if f in plan.formats or hits[f"date_hit_{k}"])
-            widened.append(ParsePlan(formats, plain_amounts=plan.plain_amounts and not hits["amount_hit"],
-                                     count_repeats=plan.count_repeats, drop_repeats=plan.drop_repeats))
+            widened.append(dataclasses.replace(plan, formats=formats,
+                                               plain_amounts=plan.plain_amounts and not hits["amount_hit"]))
         if widened != plans:
             plans = widened
             canon, groups = stats_pass(plans)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from enum import Enum
@@ -162,6 +163,27 @@ def _warn(warnings: list[str], cfg: Config, quiet: bool, inputs: list[str]) -> N
             _err(f"segcli: warning: {w}")
 
 
+class Progress:
+    """Stage and elapsed time on one self-overwriting stderr line, only on a terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.width = 0
+
+    def __call__(self, stage: str) -> None:
+        if self.enabled:
+            line = f"segcli: {time.monotonic() - self.started:5.1f}s {stage} ..."
+            sys.stderr.write("\r" + line.ljust(self.width))
+            sys.stderr.flush()
+            self.width = len(line)
+
+    def done(self) -> None:
+        if self.enabled and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+
+
 def _emit(text: str, *, to_stderr: bool) -> None:
     (sys.stderr if to_stderr else sys.stdout).write(text)
 
@@ -212,7 +234,13 @@ def segment_cmd(
         missing = {"customer_id", "tier", "reason", "monetary"} - set(prev_df.columns)
         if missing:
             raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
-    result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force)
+    progress = Progress(quiet)
+    try:
+        result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress)
+        if output is not None:
+            progress(f"writing {output}")
+    finally:
+        progress.done()
     _warn(result.warnings, cfg, quiet, inputs)
     if output is not None:
         write_table(result.customers, output, meta=result.meta,
@@ -276,7 +304,11 @@ def rfm_cmd(
                 "as_of": tx.as_of.isoformat(), "config_hash": cfg.hash, "inputs": tx.sources, "rows": tx.counts}
         warnings, rejects = tx.warnings, tx.rejects
     else:
-        df, meta, warnings, rejects = rfm_table(inputs, cfg)
+        progress = Progress(quiet)
+        try:
+            df, meta, warnings, rejects = rfm_table(inputs, cfg, progress=progress)
+        finally:
+            progress.done()
     _warn(warnings, cfg, quiet, inputs)
     if output is not None:
         write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))

@@ -11,6 +11,7 @@ import datetime as dt
 import math
 import os
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -399,14 +400,22 @@ def add_clusters(df: pl.DataFrame, cfg: Config) -> tuple[pl.DataFrame, ClusterMo
     return df.with_columns(cluster), model
 
 
+def _quiet(_stage: str) -> None:
+    """The default progress callback: says nothing."""
+
+
 def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = None,
             previous_meta: dict[str, Any] | None = None, force: bool = False,
+            progress: Callable[[str], None] = _quiet,
             created_at: dt.datetime | None = None) -> Segmentation:
     """The main job (SPEC §3-§5): transactions in, one assignment per customer out."""
     preload()
+    progress(f"reading and checking {', '.join(inputs)}")
     tx = load_transactions(inputs, cfg)
     has_prev = previous is not None
+    progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
     df = customer_table(tx, cfg, keep_share=cfg.tiers.keep_share if has_prev else None)
+    progress(f"clustering {df.height:,} customers")
     conc = concentration_of(df, cfg, tx.scale)
     df, model = add_clusters(df, cfg)
     warnings = list(tx.warnings)
@@ -426,6 +435,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     # N in the VIP limit is the current customer base: rows written only to demote departed
     # customers must not buy extra VIP seats (max_share stays a hard limit, issue 4)
     n_out = df.height
+    progress("assigning tiers and VIP groups")
     df = assign_tiers(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, scale=tx.scale)
     groups, group_info = vip_groups(df, cfg)
     df = df.with_columns(groups)
@@ -507,11 +517,16 @@ def created_timestamp(now: dt.datetime | None = None) -> str:
     return (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
 
 
-def rfm_table(inputs: list[str], cfg: Config) -> tuple[pl.DataFrame, dict[str, Any], list[str], pl.DataFrame | None]:
+def rfm_table(inputs: list[str], cfg: Config, *, progress: Callable[[str], None] = _quiet,
+              ) -> tuple[pl.DataFrame, dict[str, Any], list[str], pl.DataFrame | None]:
     """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers."""
     preload()
+    progress(f"reading and checking {', '.join(inputs)}")
     tx = load_transactions(inputs, cfg)
-    df, model = add_clusters(customer_table(tx, cfg), cfg)
+    progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
+    table = customer_table(tx, cfg)
+    progress(f"clustering {table.height:,} customers")
+    df, model = add_clusters(table, cfg)
     out = df.select(RFM_COLUMNS)
     meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")), None)
     meta.pop("tiers", None)

@@ -367,10 +367,32 @@ class Segmentation:
     concentration: Concentration
 
 
-def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = None) -> pl.DataFrame:
-    """Per-customer features, scores, segment, Pareto rank and class (the lazy heavy step)."""
+# Rows aggregated in one pass. Above it, customers are split into hash buckets aggregated one
+# after another: the order-level group-by state then grows with a bucket, not with the
+# export (at 100 million rows it would hold ~56 million orders at once).
+ROWS_PER_PART = 20_000_000
+
+
+def features_by_part(tx: Transactions, parts: int | None = None) -> pl.DataFrame:
+    """Per-customer features, aggregated in ``parts`` customer buckets (one scan each)."""
+    used = tx.counts["rows_used"] or 0
+    parts = parts or max(1, math.ceil(used / ROWS_PER_PART))
+    per_customer = lambda lf: customer_features(orders(lf), as_of=tx.as_of)  # noqa: E731
+    if parts == 1:
+        return per_customer(tx.tx).collect()
+    bucket = pl.col("customer_id").hash(seed=0) % parts
+    return pl.concat([per_customer(tx.tx.filter(bucket == i)).collect() for i in range(parts)])
+
+
+def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = None,
+                   parts: int | None = None) -> pl.DataFrame:
+    """Per-customer features, scores, segment, Pareto rank and class (the heavy step)."""
+    try:
+        features = features_by_part(tx, parts)
+    except pl.exceptions.PolarsError as exc:
+        raise InputDataError(f"{', '.join(s['path'] for s in tx.sources)}: cannot parse: {exc}") from None
     lf = (
-        customer_features(orders(tx.tx), as_of=tx.as_of)
+        features.lazy()
         .pipe(score_rfm, cfg.rfm)
         .pipe(pareto_rank, cfg.pareto, keep_share=keep_share)
         .with_columns(

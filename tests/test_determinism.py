@@ -52,3 +52,15 @@ def test_parallel_aggregation_does_not_change_a_bit(tmp_path: Path) -> None:
     first, third = pl.read_parquet(outs[0]), pl.read_parquet(outs[2])
     assert first.equals(third)
     assert first.height > 50_000
+
+
+def test_customer_buckets_give_the_same_table() -> None:
+    """Large exports are aggregated in customer hash buckets; the table must not change."""
+    from segcli.config import load_config
+    from segcli.pipeline import customer_table, load_transactions
+
+    cfg = load_config(None)
+    tx = load_transactions([str(SAMPLE)], cfg)
+    whole = customer_table(tx, cfg)
+    for parts in (2, 7):
+        assert customer_table(tx, cfg, parts=parts).equals(whole)

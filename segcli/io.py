@@ -35,7 +35,7 @@ STDIN = "-"
 _TEMP_DIR: tempfile.TemporaryDirectory[str] | None = None
 
 
-def _scratch_dir() -> Path:
+def scratch_dir() -> Path:
     """A private temporary folder removed at exit (stdin copies, transcoded CSV).
 
     Its name carries the process id, so that folders left by a killed run (a transcoded
@@ -159,7 +159,7 @@ def _transcode(src: Path, encoding: str, display: str) -> Path:
     Polars reads only UTF-8; decoding chunk by chunk keeps memory at a few chunks whatever
     the file's size, and the copy is then scanned like any UTF-8 file.
     """
-    out = _scratch_dir() / f"utf8-{len(os.listdir(_scratch_dir()))}.csv"
+    out = scratch_dir() / f"utf8-{len(os.listdir(scratch_dir()))}.csv"
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset = 0
     with src.open("rb") as fin, out.open("w", encoding="utf-8", newline="") as fout:
@@ -213,7 +213,7 @@ def check_utf8(src: Source) -> InputDataError | None:
 def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_row: int = 0) -> Source:
     """Look at one input and decide how to scan it."""
     if name == STDIN:
-        path = _scratch_dir() / "stdin.csv"
+        path = scratch_dir() / "stdin.csv"
         with path.open("wb") as out:
             shutil.copyfileobj(sys.stdin.buffer, out)
         display, suffix = "<stdin>", ".csv"

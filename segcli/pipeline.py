@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import shutil
+import tempfile
 import os
 from dataclasses import dataclass, field
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,7 @@ from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
 from segcli.errors import InputDataError, UsageError
 from segcli.io import (Source, check_utf8, count_ragged, expand_inputs, header_width, open_source, physical_lines,
-                       quote_problem, ragged_lines, read_columns, scan_source)
+                       quote_problem, ragged_lines, read_columns, scan_source, scratch_dir)
 from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, amount_hits, canonical,
                           date_hits, formats_for, invalid_expr, plain_amounts, resolve_columns)
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
@@ -370,18 +373,34 @@ class Segmentation:
 # Rows aggregated in one pass. Above it, customers are split into hash buckets aggregated one
 # after another: the order-level group-by state then grows with a bucket, not with the
 # export (at 100 million rows it would hold ~56 million orders at once).
-ROWS_PER_PART = 20_000_000
+ROWS_PER_PART = 10_000_000
 
 
 def features_by_part(tx: Transactions, parts: int | None = None) -> pl.DataFrame:
-    """Per-customer features, aggregated in ``parts`` customer buckets (one scan each)."""
+    """Per-customer features, aggregated in ``parts`` customer buckets.
+
+    With several buckets the export is parsed once more and spilled, already split by
+    bucket, to a private temporary folder (lz4 Parquet); each bucket then reads only its
+    own files, instead of parsing the whole export again for every bucket.
+    """
     used = tx.counts["rows_used"] or 0
     parts = parts or max(1, math.ceil(used / ROWS_PER_PART))
     per_customer = lambda lf: customer_features(orders(lf), as_of=tx.as_of)  # noqa: E731
     if parts == 1:
         return per_customer(tx.tx).collect()
-    bucket = pl.col("customer_id").hash(seed=0) % parts
-    return pl.concat([per_customer(tx.tx.filter(bucket == i)).collect() for i in range(parts)])
+    spill = Path(tempfile.mkdtemp(prefix="buckets-", dir=scratch_dir()))
+    try:
+        (tx.tx.select("customer_id", "order_id", "ts", "amount_minor",
+                      bucket=(pl.col("customer_id").hash(seed=0) % parts).cast(pl.UInt32))
+         .sink_parquet(pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4"))
+        frames = []
+        for i in range(parts):
+            files = sorted(spill.glob(f"bucket={i}/*.parquet"))
+            if files:
+                frames.append(per_customer(pl.scan_parquet(files)).collect())
+        return pl.concat(frames)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = None,

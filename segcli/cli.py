@@ -237,15 +237,17 @@ def segment_cmd(
     progress = Progress(quiet)
     try:
         result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress)
-        if output is not None:
+        progress.done()
+        _warn(result.warnings, cfg, quiet, inputs)
+        if output is not None and output != "-":
             progress(f"writing {output}")
+        if output is not None:
+            write_table(result.customers, output, meta=result.meta,
+                        csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
+            rejects = _write_rejects(result.rejects, output)
     finally:
         progress.done()
-    _warn(result.warnings, cfg, quiet, inputs)
     if output is not None:
-        write_table(result.customers, output, meta=result.meta,
-                    csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
-        rejects = _write_rejects(result.rejects, output)
         if rejects and not quiet:
             _err(f"segcli: rejected rows written to {rejects}")
     elif not quiet:

@@ -48,11 +48,12 @@ def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None
         .with_columns(cum=pl.col("x").cum_sum(), total=pl.col("x").sum(), pareto_rank=pl.int_range(1, pl.len() + 1))
         .with_columns(cum_before=pl.col("cum") - pl.col("x"))
         .with_columns(
-            # the last customer (and everyone after the revenue ends) is exactly 1.0: Polars
-            # divides by a broadcast total as a multiplication by its reciprocal, 1 ulp off
-            cum_share=pl.when(pl.col("total") == 0).then(0.0)
-            .when(pl.col("cum") == pl.col("total")).then(1.0)
-            .otherwise(pl.col("cum") / pl.col("total")),
+            # exact decimal division, then one rounding to float: a float division by the
+            # broadcast total is done as a multiplication by its reciprocal, and Polars does
+            # that differently by thread count (1-ulp differences between runs); this way
+            # the last customer's share is exactly 1.0 too
+            cum_share=pl.when(pl.col("total") == 0).then(0.0).otherwise(
+                (pl.col("cum").cast(pl.Decimal(38, 18)) / pl.col("total").cast(pl.Decimal(38, 0))).cast(pl.Float64)),
             pareto_class=pl.when(before_line(cfg.head_share)).then(pl.lit("A"))
             .when(before_line(cfg.b_share)).then(pl.lit("B"))
             .otherwise(pl.lit("C")),

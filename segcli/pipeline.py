@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-import shutil
 import tempfile
 import os
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import polars as pl
 from segcli import __version__
 from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
-from segcli.errors import InputDataError, UsageError
+from segcli.errors import InputDataError, SegcliError, UsageError
 from segcli.io import (Source, check_utf8, count_ragged, expand_inputs, header_width, open_source, physical_lines,
                        quote_problem, ragged_lines, read_columns, scan_source, scratch_dir)
 from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, amount_hits, canonical,
@@ -34,6 +33,10 @@ from segcli.rfm import customer_features, exact_sum, money, orders, score_rfm
 from segcli.tiers import YUXIN, ZHIXIN, assign_tiers, vip_groups, with_service_terms
 
 SCHEMA_VERSION = 1
+# Rows aggregated in one pass. Above it, customers are split into hash buckets aggregated one
+# after another: the order-level group-by state then grows with a bucket, not with the
+# export (at 100 million rows it would hold ~56 million orders at once).
+ROWS_PER_PART = 10_000_000
 EXAMPLES = 5
 
 
@@ -48,6 +51,7 @@ class Transactions:
     counts: dict[str, int | None]  # rows_identical is None when not counted
     warnings: list[str] = field(default_factory=list)
     rejects: pl.DataFrame | None = None
+    parts: int = 1  # > 1: ``tx`` reads a spill split into this many customer buckets (``bucket``)
 
 
 def _polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
@@ -137,14 +141,12 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     try:
         samples = pl.collect_all([raw.select(pl.col(c.date).alias("date"), pl.col(c.amount).alias("amount"))
                                   .head(PLAN_SAMPLE_ROWS) for raw, c in zip(raws, colmaps)])
-        mark = inp.dedupe or bool(count_identical)
-        if count_identical is None and not mark:
-            # Parquet knows its row count from metadata; counting CSV rows would be a whole
-            # extra read, so text files are sized by bytes (~50 bytes a row is a short row)
-            counted = [raw.select(pl.len()) for raw, src in zip(raws, sources) if src.kind != "csv"]
-            rows = sum(int(s.item()) for s in pl.collect_all(counted)) if counted else 0
-            rows += sum(src.size // 50 for src in sources if src.kind == "csv")
-            mark = rows <= REPEAT_COUNT_MAX_ROWS
+        # Parquet knows its row count from metadata; counting CSV rows would be a whole
+        # extra read, so text files are sized by bytes (~50 bytes a row is a short row)
+        counted = [raw.select(pl.len()) for raw, src in zip(raws, sources) if src.kind != "csv"]
+        rows = sum(int(s.item()) for s in pl.collect_all(counted)) if counted else 0
+        rows += sum(src.size // 50 for src in sources if src.kind == "csv")
+        mark = inp.dedupe or bool(count_identical) or (count_identical is None and rows <= REPEAT_COUNT_MAX_ROWS)
     except pl.exceptions.PolarsError as exc:
         raise _polars_error(exc, sources) from None
     plans = [ParsePlan(formats_for(s["date"], inp.date_formats, inp.timezone) if sch[c.date] == pl.String
@@ -154,10 +156,16 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                        blank_rows=src.kind != "parquet")
              for s, sch, c, src in zip(samples, schemas, colmaps, sources)]
 
+    # A large export is parsed once: the parsed rows are spilled, split into customer
+    # buckets, and every later step (these checks, examples, aggregation) reads the spill.
+    parts = max(1, math.ceil(rows / ROWS_PER_PART)) if rows > ROWS_PER_PART else 1
+
     def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.DataFrame]:
         frames = [canonical(raw, sch, c, inp, i, src.first_line, plan)
                   for i, (raw, sch, c, src, plan) in enumerate(zip(raws, schemas, colmaps, sources, plans))]
         canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+        if parts > 1:
+            canon = spill_by_bucket(canon, parts, sources)
         valid = ~invalid_expr()
         # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
         # an expression inside .agg() would be evaluated group by group.
@@ -334,7 +342,28 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
          "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
         for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
     ]
-    return Transactions(used.filter(keep), as_of, inp.amount_scale, src_records, counts, warnings, rejects)
+    return Transactions(used.filter(keep), as_of, inp.amount_scale, src_records, counts, warnings, rejects, parts)
+
+
+def bucket_expr(parts: int) -> pl.Expr:
+    """A customer's bucket: a seeded hash of the id (the same id, the same bucket)."""
+    return (pl.col("customer_id").hash(seed=0) % parts).cast(pl.UInt32)
+
+
+def spill_by_bucket(lf: pl.LazyFrame, parts: int, sources: list[Source]) -> pl.LazyFrame:
+    """Write ``lf`` once to a private temporary folder split by customer bucket (lz4
+    Parquet, hive-style ``bucket=i``) and return a scan of it with a ``bucket`` column; a
+    filter on ``bucket`` then reads only that bucket's files. Removed at exit."""
+    spill = Path(tempfile.mkdtemp(prefix="buckets-", dir=scratch_dir()))
+    try:
+        lf.with_columns(bucket=bucket_expr(parts)).sink_parquet(
+            pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4")
+    except pl.exceptions.PolarsError as exc:
+        raise _polars_error(exc, sources) from None
+    except OSError as exc:
+        raise SegcliError(f"cannot write temporary files to {spill}: {exc.strerror or exc}",
+                          ["set TMPDIR to a folder with room for about the size of the input"]) from None
+    return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True)
 
 
 def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFrame, bad: pl.DataFrame,
@@ -370,37 +399,19 @@ class Segmentation:
     concentration: Concentration
 
 
-# Rows aggregated in one pass. Above it, customers are split into hash buckets aggregated one
-# after another: the order-level group-by state then grows with a bucket, not with the
-# export (at 100 million rows it would hold ~56 million orders at once).
-ROWS_PER_PART = 10_000_000
 
 
 def features_by_part(tx: Transactions, parts: int | None = None) -> pl.DataFrame:
-    """Per-customer features, aggregated in ``parts`` customer buckets.
-
-    With several buckets the export is parsed once more and spilled, already split by
-    bucket, to a private temporary folder (lz4 Parquet); each bucket then reads only its
-    own files, instead of parsing the whole export again for every bucket.
-    """
-    used = tx.counts["rows_used"] or 0
-    parts = parts or max(1, math.ceil(used / ROWS_PER_PART))
+    """Per-customer features, aggregated one customer bucket at a time when the rows were
+    spilled by bucket (large exports), or split into ``parts`` buckets on request."""
     per_customer = lambda lf: customer_features(orders(lf), as_of=tx.as_of)  # noqa: E731
-    if parts == 1:
-        return per_customer(tx.tx).collect()
-    spill = Path(tempfile.mkdtemp(prefix="buckets-", dir=scratch_dir()))
-    try:
-        (tx.tx.select("customer_id", "order_id", "ts", "amount_minor",
-                      bucket=(pl.col("customer_id").hash(seed=0) % parts).cast(pl.UInt32))
-         .sink_parquet(pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4"))
-        frames = []
-        for i in range(parts):
-            files = sorted(spill.glob(f"bucket={i}/*.parquet"))
-            if files:
-                frames.append(per_customer(pl.scan_parquet(files)).collect())
+    if tx.parts > 1 and parts is None:
+        frames = [per_customer(tx.tx.filter(pl.col("bucket") == i)).collect() for i in range(tx.parts)]
         return pl.concat(frames)
-    finally:
-        shutil.rmtree(spill, ignore_errors=True)
+    if not parts or parts == 1:
+        return per_customer(tx.tx).collect()
+    bucket = bucket_expr(parts)
+    return pl.concat([per_customer(tx.tx.filter(bucket == i)).collect() for i in range(parts)])
 
 
 def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = None,

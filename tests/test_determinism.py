@@ -64,3 +64,25 @@ def test_customer_buckets_give_the_same_table() -> None:
     whole = customer_table(tx, cfg)
     for parts in (2, 7):
         assert customer_table(tx, cfg, parts=parts).equals(whole)
+
+
+def test_spilled_buckets_give_the_same_table_and_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Above ROWS_PER_PART the parsed rows are spilled by customer bucket and every step
+    reads the spill; results and error reports must be those of the one-pass path."""
+    import segcli.pipeline as pipeline
+    from segcli.config import load_config
+    from segcli.errors import InputDataError
+
+    cfg = load_config(None)
+    whole = pipeline.customer_table(pipeline.load_transactions([str(SAMPLE)], cfg), cfg)
+    monkeypatch.setattr(pipeline, "ROWS_PER_PART", 5_000)
+    tx = pipeline.load_transactions([str(SAMPLE)], cfg)
+    assert tx.parts > 1  # sized from the CSV bytes
+    assert pipeline.customer_table(tx, cfg).equals(whole)
+    bad = tmp_path / "bad.csv"
+    lines = SAMPLE.read_text(encoding="utf-8").splitlines()
+    lines[1234] = lines[1234].replace(",CNY,", ",CNY,").replace(lines[1234].split(",")[2], "not-a-date")
+    bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(InputDataError) as err:
+        pipeline.load_transactions([str(bad)], cfg)
+    assert "line 1235: order_time='not-a-date'" in "\n".join(err.value.details)

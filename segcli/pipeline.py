@@ -160,12 +160,15 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     # buckets, and every later step (these checks, examples, aggregation) reads the spill.
     parts = max(1, math.ceil(rows / ROWS_PER_PART)) if rows > ROWS_PER_PART else 1
 
-    def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.DataFrame]:
+    def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.DataFrame]:
+        """(rows for the checks and the aggregation, the same rows parsed afresh for the raw
+        values and line numbers of error examples, the per-file and per-day counts)."""
         frames = [canonical(raw, sch, c, inp, i, src.first_line, plan)
                   for i, (raw, sch, c, src, plan) in enumerate(zip(raws, schemas, colmaps, sources, plans))]
-        canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+        parsed = canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
         if parts > 1:
-            canon = spill_by_bucket(canon, parts, sources)
+            # raw text and line numbers stay out of the spill: only the error path needs them
+            canon = spill_by_bucket(canon.drop("line", "raw_customer_id", "raw_date", "raw_amount"), parts, sources)
         valid = ~invalid_expr()
         # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
         # an expression inside .agg() would be evaluated group by group.
@@ -185,11 +188,11 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             distinct=pl.col("row_hash").n_unique() if mark and not inp.dedupe else pl.len(),
         )
         try:
-            return canon, query.collect()
+            return canon, parsed, query.collect()
         except pl.exceptions.PolarsError as exc:
             raise _polars_error(exc, sources) from None
 
-    canon, groups = stats_pass(plans)
+    canon, parsed, groups = stats_pass(plans)
     # Dates or amounts the sampled plan left unparsed: does another configured format, or the
     # full clean-up of amounts, parse them? Then widen that file's plan and count again, so
     # that first-match-wins stays exact. Read only when such rows exist.
@@ -201,7 +204,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         bad_dates = counts_i.height and counts_i["bad_1"][0] and len(plan.formats) < len(inp.date_formats)
         bad_amounts = counts_i.height and counts_i["bad_2"][0] and plan.plain_amounts
         if bad_dates or bad_amounts:
-            checks.append((i, canon.filter((pl.col("source") == i) & ~pl.col("blank")).select(
+            checks.append((i, parsed.filter((pl.col("source") == i) & ~pl.col("blank")).select(
                 *date_hits(inp.date_formats, inp.timezone), amount_hits(inp.amount_scale))))
     if checks:
         try:
@@ -219,11 +222,12 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                                                plain_amounts=plan.plain_amounts and not hits["amount_hit"]))
         if widened != plans:
             plans = widened
-            canon, groups = stats_pass(plans)
+            canon, parsed, groups = stats_pass(plans)
 
     # blank lines are no rows; identical rows count as rows unless dedupe drops them
     used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
     used = canon.filter(used_rows)
+    used_parsed = parsed.filter(used_rows)  # for examples: raw values and line numbers
     per_src = groups.group_by("source").agg(
         records=pl.col("rows").sum(),
         blank=pl.col("rows").filter(pl.col("blank")).sum(),
@@ -272,10 +276,10 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     if invalid_rows:
         allowed = _allowed_invalid(cfg.analysis.max_invalid, total_rows)
         if invalid_rows > allowed:
-            bad = real_lines(used.filter(invalid_expr()).head(EXAMPLES * len(RULES) * len(sources)).collect())
+            bad = real_lines(used_parsed.filter(invalid_expr()).head(EXAMPLES * len(RULES) * len(sources)).collect())
             raise InputDataError(*_invalid_report(sources, colmaps, src_stats, bad, total_rows, invalid_rows))
         file_names = {i: s.name for i, s in enumerate(sources)}
-        rejects = (real_lines(used.filter(invalid_expr()).collect())
+        rejects = (real_lines(used_parsed.filter(invalid_expr()).collect())
                    .select(pl.col("source").replace_strict(file_names, return_dtype=pl.String).alias("file"), "line",
                            pl.col("raw_customer_id").alias("customer_id"), pl.col("raw_date").alias("date"),
                            pl.col("raw_amount").alias("amount")))

@@ -499,12 +499,9 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
         df = pl.concat([df, departed.with_columns(tier=pl.lit(YUXIN), reason=pl.lit("departed"),
                                                   as_of=pl.lit(tx.as_of))], how="diagonal_relaxed")
     group_names = [g["vip_group"] for g in group_info["groups"]]  # type: ignore[index]
-    out = (
-        with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels)
-        .select(OUTPUT_COLUMNS)
-        .sort("customer_id")
-        .collect()
-    )
+    out = with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels).select(OUTPUT_COLUMNS)
+    # rows are in customer-id order from customer_table on; only departed rows come after
+    out = (out.sort("customer_id") if departed.height else out).collect()
     meta = run_record(cfg, tx, model, group_info, out, created_at,
                       previous_meta=previous_meta if has_prev else None)
     return Segmentation(out, meta, warnings, tx.rejects, conc)

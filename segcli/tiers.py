@@ -67,7 +67,7 @@ def entry_expr(df: pl.DataFrame, cfg: TierConfig, *, limit: int, scale: int) -> 
 
 def assign_tiers(df: pl.DataFrame, cfg: TierConfig, *, n_customers: int, has_previous: bool,
                  scale: int) -> pl.DataFrame:
-    """Add ``tier`` and ``reason`` (SPEC §4), sorted by customer id.
+    """Add ``tier`` and ``reason`` (SPEC §4); rows keep their order.
 
     Needs the customer table (``frequency``, ``monetary_minor``, ``recency_days``,
     ``pareto_class``, ``cluster``, ...) and, with a previous run, ``was_vip`` and
@@ -94,12 +94,12 @@ def assign_tiers(df: pl.DataFrame, cfg: TierConfig, *, n_customers: int, has_pre
     return (
         df.lazy()
         .with_columns(_candidate=candidate, _entry=entry)
-        .sort(by, descending=descending)
-        .with_columns(_seat=pl.int_range(1, pl.len() + 1))
+        # the rank of each row in that order (argsort of the sorting permutation): the frame
+        # itself keeps its customer-id order, no wide sort there and back
+        .with_columns(_seat=pl.arg_sort_by(by, descending=descending).arg_sort() + 1)
         .with_columns(reason=reason)
         .with_columns(tier=pl.when(pl.col("reason").is_in(ZHIXIN_REASONS)).then(pl.lit(ZHIXIN)).otherwise(pl.lit(YUXIN)))
         .drop("_seat", "_candidate", "_entry")
-        .sort("customer_id")
         .collect()
     )
 
@@ -174,6 +174,6 @@ def service_table(service: ServiceConfig, groups: list[str]) -> pl.DataFrame:
 def with_service_terms(lf: pl.LazyFrame, service: ServiceConfig, groups: list[str], labels: dict[str, str]) -> pl.LazyFrame:
     """Attach ``tier_label`` and the service terms of each row's tier and VIP group."""
     terms = service_table(service, groups).lazy()
-    return lf.join(terms, on=["tier", "vip_group"], how="left", nulls_equal=True).with_columns(
+    return lf.join(terms, on=["tier", "vip_group"], how="left", nulls_equal=True, maintain_order="left").with_columns(
         tier_label=pl.col("tier").replace_strict(labels, default=pl.col("tier")),
     )

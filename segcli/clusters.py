@@ -130,13 +130,13 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
     model.k = max(k, 1)
     if model.scores:
         model.silhouette = model.scores.get(model.k)
+    # per-cluster means in feature units; np.bincount sums in row order, so the figures are
+    # the same on every run (a parallel group-by mean would differ in the last bits)
+    counts = np.bincount(labels, minlength=model.k)
+    sums = {f: np.bincount(labels, weights=df[f].to_numpy().astype(np.float64), minlength=model.k) for f in FEATURES}
     model.centroids = [
-        {
-            "cluster": c,
-            "customers": int((labels == c).sum()),
-            **{f"mean_{name}": float(raw_col[labels == c].mean()) if (labels == c).any() else 0.0
-               for name, raw_col in zip(FEATURES, (df[f].to_numpy().astype(np.float64) for f in FEATURES))},
-        }
+        {"cluster": c, "customers": int(counts[c]),
+         **{f"mean_{f}": float(sums[f][c] / counts[c]) if counts[c] else 0.0 for f in FEATURES}}
         for c in range(model.k)
     ]
     return labels, model

@@ -449,11 +449,13 @@ def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = 
 def add_clusters(df: pl.DataFrame, cfg: Config) -> tuple[pl.DataFrame, ClusterModel]:
     """Cluster the purchasers; customers without a purchase get a null cluster."""
     buyers = (df["frequency"] > 0).to_numpy()
-    labels, model = cluster_customers(df.filter(pl.Series(buyers)), cfg.cluster)
+    # only the three feature columns are copied (the whole table is 1.4 GB at 10M customers)
+    features = df.select("recency_days", "frequency", "monetary").filter(pl.Series(buyers))
+    labels, model = cluster_customers(features, cfg.cluster)
     col = np.full(df.height, -1, dtype=np.int64)
     col[buyers] = labels
-    cluster = pl.Series("cluster", col).replace(-1, None).cast(pl.Int64)
-    return df.with_columns(cluster), model
+    cluster = pl.Series("cluster", col)
+    return df.with_columns(pl.when(cluster >= 0).then(cluster).alias("cluster")), model
 
 
 def _quiet(_stage: str) -> None:

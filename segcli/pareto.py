@@ -42,10 +42,16 @@ def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None
     that lets a previous VIP stay (hysteresis).
     """
     x = pl.col("monetary_minor").clip(lower_bound=0)
+    # Positions in the Pareto order come from an argsort of two columns; the cumulative sum
+    # runs over the gathered column and is gathered back, so the (wide) frame keeps its
+    # customer-id order and is never sorted.
+    order = pl.col("_order")
     return (
         lf.with_columns(x=x)
-        .sort(["x", "customer_id"], descending=[True, False])
-        .with_columns(cum=pl.col("x").cum_sum(), total=pl.col("x").sum(), pareto_rank=pl.int_range(1, pl.len() + 1))
+        .with_columns(_order=pl.arg_sort_by(["x", "customer_id"], descending=[True, False]))
+        .with_columns(_pos=order.arg_sort())
+        .with_columns(cum=pl.col("x").gather(order).cum_sum().gather(pl.col("_pos")),
+                      total=pl.col("x").sum(), pareto_rank=(pl.col("_pos") + 1).cast(pl.Int64))
         .with_columns(cum_before=pl.col("cum") - pl.col("x"))
         .with_columns(
             # exact decimal division, then one rounding to float: a float division by the
@@ -59,7 +65,7 @@ def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None
             .otherwise(pl.lit("C")),
             within_keep=before_line(keep_share) if keep_share is not None else pl.lit(None, pl.Boolean),
         )
-        .drop("x", "cum", "cum_before", "total")
+        .drop("x", "cum", "cum_before", "total", "_order", "_pos")
     )
 
 

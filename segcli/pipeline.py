@@ -426,7 +426,7 @@ def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = 
     except pl.exceptions.PolarsError as exc:
         raise InputDataError(f"{', '.join(s['path'] for s in tx.sources)}: cannot parse: {exc}") from None
     lf = (
-        features.lazy()
+        features.sort("customer_id").lazy()  # sorted while narrow; every later step keeps the order
         .pipe(score_rfm, cfg.rfm)
         .pipe(pareto_rank, cfg.pareto, keep_share=keep_share)
         .with_columns(
@@ -438,7 +438,6 @@ def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = 
             avg_order_value=pl.when(pl.col("frequency") > 0).then(pl.col("monetary") / pl.col("frequency")),
             as_of=pl.lit(tx.as_of),
         )
-        .sort("customer_id")
     )
     try:
         return lf.collect()

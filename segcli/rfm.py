@@ -113,7 +113,8 @@ def score_rfm(lf: pl.LazyFrame, cfg: RfmConfig) -> pl.LazyFrame:
     ).with_columns(
         rfm_code=pl.concat_str(pl.col("r_score"), pl.col("f_score"), pl.col("m_score"), separator=sep),
     )
-    return scored.join(segment_table(cfg).lazy(), on=["r_score", "f_score", "m_score"], how="left")
+    return scored.join(segment_table(cfg).lazy(), on=["r_score", "f_score", "m_score"], how="left",
+                       maintain_order="left")
 
 
 def segment_table(cfg: RfmConfig) -> pl.DataFrame:

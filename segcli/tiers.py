@@ -131,11 +131,10 @@ def vip_groups(df: pl.DataFrame, cfg: Config) -> tuple[pl.Series, dict[str, obje
     the group model for the metadata.
     """
     vip_mask = (df["tier"] == ZHIXIN).to_numpy()
-    vip = df.filter(pl.col("tier") == ZHIXIN)
-    out = np.full(df.height, None, dtype=object)
+    vip = df.select(*GROUP_PROFILE).filter(pl.Series(vip_mask))  # only the profile columns
     info: dict[str, object] = {"k": 0, "groups": []}
     if vip.height == 0:
-        return pl.Series("vip_group", out.tolist(), dtype=pl.String), info
+        return pl.Series("vip_group", [None] * df.height, dtype=pl.String), info
     labels, model = cluster_customers(vip, cfg.cluster, k_fixed=cfg.vip_groups.k)
     tier_medians = {m: float(vip[m].cast(pl.Float64).median()) for m in GROUP_PROFILE}  # type: ignore[arg-type]
     profiles = []
@@ -143,7 +142,10 @@ def vip_groups(df: pl.DataFrame, cfg: Config) -> tuple[pl.Series, dict[str, obje
         part = vip.filter(pl.Series(labels == g))
         profiles.append({m: float(part[m].cast(pl.Float64).median()) for m in GROUP_PROFILE})  # type: ignore[arg-type]
     names = name_groups(profiles, cfg.vip_groups.names, cfg.vip_groups.fallback, tier_medians)
-    out[vip_mask] = np.asarray(names, dtype=object)[labels]
+    # group number per row (-1 for standard customers), then names: no Python object per row
+    codes = np.full(df.height, -1, dtype=np.int64)
+    codes[vip_mask] = labels
+    column = pl.Series("vip_group", codes).replace_strict(dict(enumerate(names)), default=None, return_dtype=pl.String)
     info = {
         "k": model.k,
         "groups": [
@@ -153,7 +155,7 @@ def vip_groups(df: pl.DataFrame, cfg: Config) -> tuple[pl.Series, dict[str, obje
         ],
         "tier_medians": tier_medians,
     }
-    return pl.Series("vip_group", out.tolist(), dtype=pl.String), info
+    return column, info
 
 
 def service_table(service: ServiceConfig, groups: list[str]) -> pl.DataFrame:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast sample bench clean
+.PHONY: demo test test-fast typecheck sample bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy --version >/dev/null 2>&1 || $(BIN)/pip install --quiet 'mypy>=1.10'
+	$(BIN)/python -m mypy segcli --ignore-missing-imports
 
 sample: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out sample_data/transactions.csv

@@ -499,10 +499,10 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     if departed.height:
         df = pl.concat([df, departed.with_columns(tier=pl.lit(YUXIN), reason=pl.lit("departed"),
                                                   as_of=pl.lit(tx.as_of))], how="diagonal_relaxed")
-    group_names = [g["vip_group"] for g in group_info["groups"]]  # type: ignore[index]
-    out = with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels).select(OUTPUT_COLUMNS)
+    group_names = [str(g["vip_group"]) for g in group_info["groups"]]  # type: ignore[attr-defined]
+    assigned = with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels).select(OUTPUT_COLUMNS)
     # rows are in customer-id order from customer_table on; only departed rows come after
-    out = (out.sort("customer_id") if departed.height else out).collect()
+    out = (assigned.sort("customer_id") if departed.height else assigned).collect()
     meta = run_record(cfg, tx, model, group_info, out, created_at,
                       previous_meta=previous_meta if has_prev else None)
     return Segmentation(out, meta, warnings, tx.rejects, conc)

@@ -29,7 +29,7 @@ from segcli.io import check_output_path, read_assignments, write_table, write_te
 from segcli.lifetimes import lifetimes_summary
 from segcli.plot import plot_format, write_plot
 from segcli.pipeline import concentration_of, customer_table, load_transactions, rfm_table, segment
-from segcli.report import GROUPINGS, concentration_document, headline, render, render_concentration, summarize, to_records
+from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
 
 app = typer.Typer(
     name="segcli",

@@ -15,8 +15,6 @@ from segcli.pareto import Concentration
 from segcli.rfm import exact_sum
 
 tabulate_mod.WIDE_CHARS_MODE = True  # CJK labels take two columns: keep tables aligned
-MACHINE_FORMATS = ("csv", "json")
-GROUPINGS = ("tier", "vip_group", "rfm_segment", "cluster")
 GROUP_ORDER = {"tier": ["zhixin", "yuxin"]}
 
 

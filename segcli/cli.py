@@ -26,9 +26,9 @@ from segcli.config import Config, config_from_dict, default_config_text, load_co
 from segcli.diff import change_counts, tier_diff
 from segcli.errors import InputDataError, OutputError, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
-from segcli.lifetimes import lifetimes_summary
+from segcli.lifetimes import lifetimes_finish, lifetimes_periods
 from segcli.plot import plot_format, write_plot
-from segcli.pipeline import concentration_of, customer_table, load_transactions, rfm_table, segment
+from segcli.pipeline import concentration_of, customer_table, features_by_part, load_transactions, rfm_table, segment
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
 
 app = typer.Typer(
@@ -300,8 +300,10 @@ def rfm_cmd(
     if output is not None:
         check_output_path(output, inputs)
     if style is Style.lifetimes:
-        tx = load_transactions(inputs, cfg)
-        df = lifetimes_summary(tx.tx, as_of=tx.as_of, freq=freq.value, scale=tx.scale).collect()
+        periods = functools.partial(lifetimes_periods, freq=freq.value)
+        tx = load_transactions(inputs, cfg, aggregate=periods)
+        df = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq.value,
+                              scale=tx.scale).collect()
         meta = {"schema_version": 1, "version": __version__, "style": "lifetimes", "freq": freq.value,
                 "as_of": tx.as_of.isoformat(), "config_hash": cfg.hash, "inputs": tx.sources, "rows": tx.counts}
         warnings, rejects = tx.warnings, tx.rejects

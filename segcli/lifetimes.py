@@ -27,25 +27,34 @@ def lifetimes_summary(tx: pl.LazyFrame, *, as_of: dt.date, freq: str, scale: int
     ``recency`` / ``T`` = periods from the first counted period to the last / to as-of;
     ``monetary_value`` = mean value of the counted periods after the first (0 if none).
     """
+    return lifetimes_finish(lifetimes_periods(tx, freq), as_of=as_of, freq=freq, scale=scale)
+
+
+def lifetimes_periods(tx: pl.LazyFrame, freq: str) -> pl.LazyFrame:
+    """The heavy part, which needs no as-of date: per customer, the counted periods, the
+    first and last, and the value in minor units in all of them and in the first."""
     if freq not in ("D", "W"):
         raise ValueError(f"freq must be D or W, not {freq!r}")
-    as_of_period = (as_of - EPOCH_MONDAY).days if freq == "D" else (as_of - EPOCH_MONDAY).days // 7
     counted = (
         orders(tx).filter(pl.col("date").is_not_null())
         .group_by("customer_id", period_expr(pl.col("date"), freq).alias("period"))
         .agg(value_minor=pl.col("net_minor").sum(), bought=pl.col("purchase").any())
         .filter(pl.col("bought"))
     )
+    return counted.group_by("customer_id").agg(
+        periods=pl.len(),
+        first=pl.col("period").min(),
+        last=pl.col("period").max(),
+        total_minor=pl.col("value_minor").sum(),
+        first_value_minor=pl.col("value_minor").sort_by("period").first(),
+    )
+
+
+def lifetimes_finish(periods: pl.LazyFrame, *, as_of: dt.date, freq: str, scale: int) -> pl.LazyFrame:
+    """:func:`lifetimes_periods` -> the summary columns, in customer-id order."""
+    as_of_period = (as_of - EPOCH_MONDAY).days if freq == "D" else (as_of - EPOCH_MONDAY).days // 7
     return (
-        counted.group_by("customer_id")
-        .agg(
-            periods=pl.len(),
-            first=pl.col("period").min(),
-            last=pl.col("period").max(),
-            total_minor=pl.col("value_minor").sum(),
-            first_value_minor=pl.col("value_minor").sort_by("period").first(),
-        )
-        .select(
+        periods.select(
             "customer_id",
             frequency=(pl.col("periods") - 1).cast(pl.Int64),
             recency=(pl.col("last") - pl.col("first")).cast(pl.Int64),

@@ -90,10 +90,19 @@ def customer_id_expr(col: str, dtype: pl.DataType) -> pl.Expr:
         return c.cast(pl.String)
     if dtype.is_float():
         return pl.when(c == c.floor()).then(c.cast(pl.Int64).cast(pl.String)).otherwise(c.cast(pl.String))
-    text = c.cast(pl.String).str.strip_chars()
+    return c.cast(pl.String).str.strip_chars()
+
+
+def finish_customer_id(text: pl.Expr) -> pl.Expr:
+    """Second step of :func:`customer_id_expr` on its result *as a column*: ``123.0`` -> ``123``,
+    empty -> null. (Polars repeats a sub-expression used twice in one expression, so the
+    stripped text is made a column first.)"""
     # one anchored regex (null where it does not match) costs a third of a gated replace
-    text = pl.coalesce(text.str.extract(r"^(-?\d+)\.0+$", 1), text)
     # when/then, not .replace("", None): that one leaves the streaming engine (2x the memory)
+    return pl.when(text == "").then(None).otherwise(pl.coalesce(text.str.extract(r"^(-?\d+)\.0+$", 1), text))
+
+
+def null_if_empty(text: pl.Expr) -> pl.Expr:
     return pl.when(text == "").then(None).otherwise(text)
 
 
@@ -114,6 +123,8 @@ def amount_expr(col: str, dtype: pl.DataType, scale: int, *, plain: bool = False
     factor = 10**scale
     if dtype.is_integer():
         return pl.col(col).cast(pl.Int64) * factor, pl.lit(False)
+    if isinstance(dtype, pl.Decimal) and (dtype.scale or 0) <= scale:  # never more places than the scale
+        return pl.col(col).cast(pl.Decimal(38, scale)).mul(factor).cast(pl.Int64), pl.lit(False)
     if isinstance(dtype, pl.Decimal) or dtype.is_float():
         scaled = pl.col(col).cast(pl.Float64) * factor
         return pl.col(col).cast(pl.Decimal(38, scale)).mul(factor).cast(pl.Int64), (scaled - scaled.round(0)).abs() > 1e-6
@@ -257,8 +268,8 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
         customer_id_expr(cols.customer_id, schema[cols.customer_id]).alias("customer_id"),
         timestamp_expr(cols.date, schema[cols.date], plan.formats, cfg.timezone).alias("ts"),
         amount.alias("amount_minor"),
-        pl.when(order == "").then(None).otherwise(order).alias("order_id"),
-        pl.when(currency == "").then(None).otherwise(currency).alias("currency"),
+        order.alias("order_id"),
+        currency.alias("currency"),
         extra.alias("amount_rounded"),
         pl.col(cols.customer_id).cast(pl.String).alias("raw_customer_id"),
         pl.col(cols.date).cast(pl.String).alias("raw_date"),
@@ -267,6 +278,11 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
         repeat.alias("repeat"),
         (pl.col(names[-1]).is_null() if plan.blank_rows else pl.lit(False)).alias("tail_null"),
         *row_hash,
+    ).with_columns(
+        (pl.col("customer_id") if schema[cols.customer_id].is_numeric()
+         else finish_customer_id(pl.col("customer_id"))).alias("customer_id"),
+        null_if_empty(pl.col("order_id")).alias("order_id"),
+        null_if_empty(pl.col("currency")).alias("currency"),
     )
 
 

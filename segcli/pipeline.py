@@ -29,7 +29,7 @@ from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, Column
                           date_hits, formats_for, invalid_expr, plain_amounts, resolve_columns)
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
 from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS
-from segcli.rfm import customer_features, exact_sum, money, orders, score_rfm
+from segcli.rfm import customer_features, exact_sum, money, orders, score_rfm, with_recency
 from segcli.tiers import YUXIN, ZHIXIN, assign_tiers, vip_groups, with_service_terms
 
 SCHEMA_VERSION = 1
@@ -52,6 +52,7 @@ class Transactions:
     warnings: list[str] = field(default_factory=list)
     rejects: pl.DataFrame | None = None
     parts: int = 1  # > 1: ``tx`` reads a spill split into this many customer buckets (``bucket``)
+    aggregated: pl.DataFrame | None = None  # ``aggregate(tx)``, when it ran in the checking pass
 
 
 def _polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
@@ -99,11 +100,19 @@ def _allowed_invalid(max_invalid: float, rows: int) -> int:
     return int(max_invalid)
 
 
-def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool | None = None) -> Transactions:
+Aggregate = Callable[[pl.LazyFrame], pl.LazyFrame]
+
+
+def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool | None = None,
+                      aggregate: Aggregate | None = None) -> Transactions:
     """Read every input, check every row, fix the as-of date and apply window and drops.
 
     One pass over the data gathers every count the checks need; examples of bad rows are
-    read only when there are some.
+    read only when there are some. With ``aggregate`` (rows -> per-customer frame, needing
+    no as-of date) that same pass also aggregates the rows the analysis keeps, whenever
+    which rows it keeps is known before reading: always, except with a window but no
+    as-of date (the window then ends at the latest date, known only after the pass), and
+    for an export large enough to be spilled in buckets. The result is ``aggregated``.
 
     Parameters
     ----------
@@ -159,10 +168,15 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     # A large export is parsed once: the parsed rows are spilled, split into customer
     # buckets, and every later step (these checks, examples, aggregation) reads the spill.
     parts = max(1, math.ceil(rows / ROWS_PER_PART)) if rows > ROWS_PER_PART else 1
+    # blank lines are no rows; identical rows count as rows unless dedupe drops them
+    used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
+    fixed_as_of = cfg.analysis.as_of
+    fuse = aggregate is not None and parts == 1 and (fixed_as_of is not None or not cfg.analysis.window_days)
 
-    def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.DataFrame]:
+    def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.DataFrame, pl.DataFrame | None]:
         """(rows for the checks and the aggregation, the same rows parsed afresh for the raw
-        values and line numbers of error examples, the per-file and per-day counts)."""
+        values and line numbers of error examples, the per-file and per-day counts, the
+        aggregate when fused)."""
         frames = [canonical(raw, sch, c, inp, i, src.first_line, plan)
                   for i, (raw, sch, c, src, plan) in enumerate(zip(raws, schemas, colmaps, sources, plans))]
         parsed = canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
@@ -188,11 +202,16 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             distinct=pl.col("row_hash").n_unique() if mark and not inp.dedupe else pl.len(),
         )
         try:
-            return canon, parsed, query.collect()
+            if not fuse:
+                return canon, parsed, query.collect(), None
+            assert aggregate is not None
+            # one scan feeds both: Polars shares the common part of the two plans
+            stats, agg = pl.collect_all([query, aggregate(canon.filter(used_rows & analysed_rows(fixed_as_of, cfg)))])
+            return canon, parsed, stats, agg
         except pl.exceptions.PolarsError as exc:
             raise _polars_error(exc, sources) from None
 
-    canon, parsed, groups = stats_pass(plans)
+    canon, parsed, groups, aggregated = stats_pass(plans)
     # Dates or amounts the sampled plan left unparsed: does another configured format, or the
     # full clean-up of amounts, parse them? Then widen that file's plan and count again, so
     # that first-match-wins stays exact. Read only when such rows exist.
@@ -222,10 +241,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                                                plain_amounts=plan.plain_amounts and not hits["amount_hit"]))
         if widened != plans:
             plans = widened
-            canon, parsed, groups = stats_pass(plans)
+            canon, parsed, groups, aggregated = stats_pass(plans)
 
-    # blank lines are no rows; identical rows count as rows unless dedupe drops them
-    used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
     used = canon.filter(used_rows)
     used_parsed = parsed.filter(used_rows)  # for examples: raw values and line numbers
     per_src = groups.group_by("source").agg(
@@ -324,10 +341,6 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         raise InputDataError(f"no rows on or before the as-of date {as_of}"
                              + (f" inside the {cfg.analysis.window_days}-day window" if start else ""))
 
-    date = pl.col("ts").dt.date()
-    keep = ~invalid_expr() & (date <= as_of)
-    if start is not None:
-        keep = keep & (date > start)
     counts: dict[str, Any] = {
         "rows_read": int(src_stats["read"].sum()),
         "rows_blank": int(src_stats["blank"].sum()),
@@ -346,7 +359,21 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
          "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
         for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
     ]
-    return Transactions(used.filter(keep), as_of, inp.amount_scale, src_records, counts, warnings, rejects, parts)
+    return Transactions(used.filter(analysed_rows(as_of, cfg)), as_of, inp.amount_scale, src_records, counts,
+                        warnings, rejects, parts, aggregated)
+
+
+def analysed_rows(as_of: dt.date | None, cfg: Config) -> pl.Expr:
+    """The valid rows the analysis keeps: dated on or before ``as_of`` and inside the
+    window ending there (``None``: the latest date, which every valid row is on or before)."""
+    keep = ~invalid_expr()
+    if as_of is None:
+        return keep
+    date = pl.col("ts").dt.date()
+    keep = keep & (date <= as_of)
+    if cfg.analysis.window_days:
+        keep = keep & (date > as_of - dt.timedelta(days=cfg.analysis.window_days))
+    return keep
 
 
 def bucket_expr(parts: int) -> pl.Expr:
@@ -405,10 +432,18 @@ class Segmentation:
 
 
 
-def features_by_part(tx: Transactions, parts: int | None = None) -> pl.DataFrame:
-    """Per-customer features, aggregated one customer bucket at a time when the rows were
-    spilled by bucket (large exports), or split into ``parts`` buckets on request."""
-    per_customer = lambda lf: customer_features(orders(lf), as_of=tx.as_of)  # noqa: E731
+def rfm_features(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows -> per-customer features (the aggregation ``segment`` and ``rfm`` fuse)."""
+    return customer_features(orders(rows))
+
+
+def features_by_part(tx: Transactions, parts: int | None = None,
+                     per_customer: Aggregate = rfm_features) -> pl.DataFrame:
+    """``per_customer`` of the kept rows: from the checking pass when it ran there,
+    aggregated one customer bucket at a time when the rows were spilled by bucket (large
+    exports), or split into ``parts`` buckets on request."""
+    if tx.aggregated is not None and parts is None:
+        return tx.aggregated
     if tx.parts > 1 and parts is None:
         frames = [per_customer(tx.tx.filter(pl.col("bucket") == i)).collect() for i in range(tx.parts)]
         return pl.concat(frames)
@@ -427,6 +462,7 @@ def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = 
         raise InputDataError(f"{', '.join(s['path'] for s in tx.sources)}: cannot parse: {exc}") from None
     lf = (
         features.sort("customer_id").lazy()  # sorted while narrow; every later step keeps the order
+        .pipe(with_recency, tx.as_of)
         .pipe(score_rfm, cfg.rfm)
         .pipe(pareto_rank, cfg.pareto, keep_share=keep_share)
         .with_columns(
@@ -468,7 +504,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     """The main job (SPEC §3-§5): transactions in, one assignment per customer out."""
     preload()
     progress(f"reading and checking {', '.join(inputs)}")
-    tx = load_transactions(inputs, cfg)
+    tx = load_transactions(inputs, cfg, aggregate=rfm_features)
     has_prev = previous is not None
     progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
     df = customer_table(tx, cfg, keep_share=cfg.tiers.keep_share if has_prev else None)
@@ -576,7 +612,7 @@ def rfm_table(inputs: list[str], cfg: Config, *, progress: Callable[[str], None]
     """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers."""
     preload()
     progress(f"reading and checking {', '.join(inputs)}")
-    tx = load_transactions(inputs, cfg)
+    tx = load_transactions(inputs, cfg, aggregate=rfm_features)
     progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
     table = customer_table(tx, cfg)
     progress(f"clustering {table.height:,} customers")

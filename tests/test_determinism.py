@@ -66,6 +66,31 @@ def test_customer_buckets_give_the_same_table() -> None:
         assert customer_table(tx, cfg, parts=parts).equals(whole)
 
 
+@pytest.mark.parametrize("analysis", [{}, {"analysis.as_of": "2025-06-30", "analysis.window_days": 200}])
+def test_aggregating_in_the_checking_pass_gives_the_same_table(analysis: dict[str, str | int]) -> None:
+    """segment/rfm aggregate in the same pass as the checks when the kept rows are known
+    before reading; the table must be the one a separate pass over the kept rows gives."""
+    from segcli.config import load_config
+    from segcli.pipeline import customer_table, load_transactions, rfm_features
+
+    cfg = load_config(None, analysis)
+    fused = load_transactions([str(SAMPLE)], cfg, aggregate=rfm_features)
+    assert fused.aggregated is not None
+    separate = load_transactions([str(SAMPLE)], cfg)
+    assert separate.aggregated is None
+    assert customer_table(fused, cfg).equals(customer_table(separate, cfg))
+    assert fused.counts == separate.counts
+
+
+def test_a_window_without_as_of_is_aggregated_after_the_checks() -> None:
+    """The window then ends at the latest date, known only after the pass."""
+    from segcli.config import load_config
+    from segcli.pipeline import load_transactions, rfm_features
+
+    cfg = load_config(None, {"analysis.window_days": 200})
+    assert load_transactions([str(SAMPLE)], cfg, aggregate=rfm_features).aggregated is None
+
+
 def test_spilled_buckets_give_the_same_table_and_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Above ROWS_PER_PART the parsed rows are spilled by customer bucket and every step
     reads the spill; results and error reports must be those of the one-pass path."""

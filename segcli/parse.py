@@ -3,7 +3,7 @@
 The canonical frame has one row per input row:
 
 ``source`` (u16), ``line`` (u64), ``customer_id`` (str), ``ts`` (datetime, local),
-``amount_minor`` (i64: amount x 10^scale, exact), ``order_id`` (str or null),
+``amount_minor`` (i64: amount x 10^scale, exact), ``order_key`` (u64 hash of the order id, or null),
 ``currency`` (str or null), and the raw text of the required columns for error reports.
 Rows that break a rule carry a null in the parsed column and a non-null raw value.
 """
@@ -100,6 +100,20 @@ def finish_customer_id(text: pl.Expr) -> pl.Expr:
     # one anchored regex (null where it does not match) costs a third of a gated replace
     # when/then, not .replace("", None): that one leaves the streaming engine (2x the memory)
     return pl.when(text == "").then(None).otherwise(pl.coalesce(text.str.extract(r"^(-?\d+)\.0+$", 1), text))
+
+
+ORDER_SEED = 20240101  # seed of the order-id hash (fixed: runs are reproducible)
+
+
+def order_key(order_id: pl.Expr) -> pl.Expr:
+    """A seeded 64-bit hash of the (stripped) order id text, null when null or empty.
+
+    Orders are told apart by it, because hashing a text key is what costs a group-by most
+    (and a spill of the rows is smaller). Two different order ids of one customer would
+    have to share a hash to be merged: odds of about m^2 / 2^65 for a customer with m
+    orders, below 10^-10 summed over 10^8 rows.
+    """
+    return pl.when(order_id != "").then(order_id.hash(ORDER_SEED))
 
 
 def null_if_empty(text: pl.Expr) -> pl.Expr:
@@ -268,7 +282,7 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
         customer_id_expr(cols.customer_id, schema[cols.customer_id]).alias("customer_id"),
         timestamp_expr(cols.date, schema[cols.date], plan.formats, cfg.timezone).alias("ts"),
         amount.alias("amount_minor"),
-        order.alias("order_id"),
+        order.alias("order_id"),  # hashed to ``order_key`` below
         currency.alias("currency"),
         extra.alias("amount_rounded"),
         pl.col(cols.customer_id).cast(pl.String).alias("raw_customer_id"),
@@ -281,9 +295,9 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
     ).with_columns(
         (pl.col("customer_id") if schema[cols.customer_id].is_numeric()
          else finish_customer_id(pl.col("customer_id"))).alias("customer_id"),
-        null_if_empty(pl.col("order_id")).alias("order_id"),
+        order_key(pl.col("order_id")).alias("order_key"),
         null_if_empty(pl.col("currency")).alias("currency"),
-    )
+    ).drop("order_id")
 
 
 # Row rules, in report order: (name, column, violation predicate on the canonical frame).

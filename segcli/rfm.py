@@ -14,7 +14,6 @@ import polars as pl
 from segcli.config import RfmConfig, segment_of
 
 WORST_RECENCY = 10**9  # stands for "never bought" when ranking recency
-ORDER_SEED = 20240101  # seed of the order-id hash (fixed: runs are reproducible)
 
 
 def money(minor: pl.Expr, scale: int) -> pl.Expr:
@@ -38,29 +37,25 @@ def exact_sum(col: str | pl.Expr) -> pl.Expr:
 
 
 def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per order: rows sharing (customer_id, order_id), or without an order id the
+    """One row per order: rows sharing (customer_id, order_key), or without an order id the
     same customer and timestamp (one order per customer-day with date-only data).
 
     Row-level columns are prepared before the group-by so that every aggregate is a plain
     sum/min (a filter inside the aggregation costs about three times as much).
-
-    Orders are told apart by a seeded 64-bit hash of the order id (hashing a text key is
-    what costs a group-by most): two different order ids of one customer would have to
-    share a hash to be merged, which has odds of about m^2 / 2^65 for a customer with m
-    orders -- below 10^-10 summed over 10^8 rows.
+    ``order_key`` is the hash of the order id (:func:`segcli.parse.order_key`).
     """
     amount = pl.col("amount_minor")
     return (
         tx.select(
             "customer_id",
-            order_id=pl.col("order_id").hash(ORDER_SEED),
-            order_ts=pl.when(pl.col("order_id").is_null()).then(pl.col("ts")),
+            "order_key",
+            order_ts=pl.when(pl.col("order_key").is_null()).then(pl.col("ts")),
             amount_minor=amount,
             abs_minor=amount.abs(),
             # returns never move an order's date: it is the earliest non-negative row's
             nonneg_date=pl.when(amount >= 0).then(pl.col("ts").dt.date()),
         )
-        .group_by("customer_id", "order_id", "order_ts")
+        .group_by("customer_id", "order_key", "order_ts")
         .agg(
             net_minor=pl.col("amount_minor").sum(),
             abs_minor=pl.col("abs_minor").sum(),

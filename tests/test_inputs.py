@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from segcli import io
 from segcli.cli import app
 from segcli.config import load_config
+from segcli.parse import ORDER_SEED
 from segcli.pipeline import load_transactions
 
 runner = CliRunner()
@@ -77,7 +78,8 @@ def test_gb18030_and_gbk_are_detected_and_decoded(tmp_path: Path, codec: str) ->
     df = parsed(f)
     assert df["customer_id"].to_list() == ["张三", "李四", "王五"]
     assert df["amount_minor"].to_list() == [12_345_000, 880_000, 34_567_800]
-    assert df["order_id"].to_list() == ["订单1", "订单2", "订单3"]
+    # order ids are kept as a hash of their decoded text
+    assert df["order_key"].to_list() == pl.Series(["订单1", "订单2", "订单3"]).hash(ORDER_SEED).to_list()
     result = run("validate", str(f), "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["inputs"][0]["encoding"] == "gb18030"

@@ -7,6 +7,7 @@ frames into files that appear complete or not at all.
 from __future__ import annotations
 
 import atexit
+import base64
 import codecs
 import contextlib
 import csv
@@ -581,29 +582,25 @@ def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_
     return written
 
 
-PARQUET_SLICE_ROWS = 1_000_000  # rows converted to Arrow at a time: bounds the extra copy
-
-
 def _write_parquet(df: pl.DataFrame, path: Path, meta: dict[str, Any] | None) -> None:
     """Parquet with plain Arrow types for CRM importers: ``string`` (not Polars'
     ``large_string``), int64, float64, date32; zstd; the run record under key ``segcli``.
 
-    Written a slice (one row group) at a time, so the Arrow copy of a 10-million-customer
-    table never exists whole beside the frame.
+    Polars' own writer (several columns at once, no Arrow copy of the table) writes the
+    file; the Arrow schema it embeds for Arrow readers (key ``ARROW:schema``) is replaced
+    by the plain one, which the Parquet columns (UTF8 byte arrays) match exactly.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     arrow_schema = df.head(0).to_arrow().schema
     plain = pa.schema([
         f.with_type(pa.string()) if pa.types.is_large_string(f.type) or pa.types.is_string_view(f.type) else f
         for f in arrow_schema
     ])
+    metadata = {"ARROW:schema": base64.b64encode(plain.serialize().to_pybytes()).decode("ascii")}
     if meta is not None:
-        plain = plain.with_metadata({"segcli": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)})
-    with pq.ParquetWriter(path, plain, compression="zstd") as writer:
-        for part in df.iter_slices(PARQUET_SLICE_ROWS) if df.height else [df]:
-            writer.write_table(part.to_arrow().cast(plain))
+        metadata["segcli"] = json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str)
+    df.write_parquet(path, compression="zstd", metadata=metadata)
 
 
 def write_text(text: str, out: str) -> None:

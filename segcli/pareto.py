@@ -38,7 +38,8 @@ def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None
     """Add ``pareto_rank`` (1 = biggest), ``cum_share`` and ``pareto_class`` (A/B/C).
 
     Every customer takes part with monetary clipped at 0, sorted by it descending and by
-    customer id for ties. With ``keep_share`` also ``within_keep``: inside the wider head
+    customer id for ties: ``lf`` must be in customer-id order, so that the row position
+    breaks ties (sorting on an integer, not on the id text). With ``keep_share`` also ``within_keep``: inside the wider head
     that lets a previous VIP stay (hysteresis).
     """
     x = pl.col("monetary_minor").clip(lower_bound=0)
@@ -48,7 +49,8 @@ def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None
     order = pl.col("_order")
     return (
         lf.with_columns(x=x)
-        .with_columns(_order=pl.arg_sort_by(["x", "customer_id"], descending=[True, False]))
+        # a stable sort keeps customer-id order among equal values: no second key to compare
+        .with_columns(_order=pl.arg_sort_by("x", descending=True, maintain_order=True))
         .with_columns(_pos=order.arg_sort())
         .with_columns(cum=pl.col("x").gather(order).cum_sum().gather(pl.col("_pos")),
                       total=pl.col("x").sum(), pareto_rank=(pl.col("_pos") + 1).cast(pl.Int64))

@@ -165,8 +165,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                        blank_rows=src.kind != "parquet")
              for s, sch, c, src in zip(samples, schemas, colmaps, sources)]
 
-    # A large export is parsed once: the parsed rows are spilled, split into customer
-    # buckets, and every later step (these checks, examples, aggregation) reads the spill.
+    # A large export is parsed once: the pass that counts for the checks also spills the
+    # rows the analysis keeps (4 columns), split into customer buckets; the aggregation
+    # then reads the spill one bucket at a time.
     parts = max(1, math.ceil(rows / ROWS_PER_PART)) if rows > ROWS_PER_PART else 1
     # blank lines are no rows; identical rows count as rows unless dedupe drops them
     used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
@@ -174,15 +175,12 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     fuse = aggregate is not None and parts == 1 and (fixed_as_of is not None or not cfg.analysis.window_days)
 
     def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.DataFrame, pl.DataFrame | None]:
-        """(rows for the checks and the aggregation, the same rows parsed afresh for the raw
-        values and line numbers of error examples, the per-file and per-day counts, the
-        aggregate when fused)."""
+        """(the rows for the aggregation: all parsed rows, or the spill of the kept ones; the
+        rows parsed afresh, for the raw values and line numbers of error examples; the
+        per-file and per-day counts; the aggregate when fused)."""
         frames = [canonical(raw, sch, c, inp, i, src.first_line, plan)
                   for i, (raw, sch, c, src, plan) in enumerate(zip(raws, schemas, colmaps, sources, plans))]
         parsed = canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-        if parts > 1:
-            # raw text and line numbers stay out of the spill: only the error path needs them
-            canon = spill_by_bucket(canon.drop("line", "raw_customer_id", "raw_date", "raw_amount"), parts, sources)
         valid = ~invalid_expr()
         # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
         # an expression inside .agg() would be evaluated group by group.
@@ -202,6 +200,11 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             distinct=pl.col("row_hash").n_unique() if mark and not inp.dedupe else pl.len(),
         )
         try:
+            if parts > 1:
+                kept = canon.filter(used_rows & analysed_rows(fixed_as_of, cfg)).select(*SPILLED)
+                spill, sink = spill_by_bucket(kept, parts)
+                stats, _ = pl.collect_all([query, sink])  # one scan feeds both
+                return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True), parsed, stats, None
             if not fuse:
                 return canon, parsed, query.collect(), None
             assert aggregate is not None
@@ -210,6 +213,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             return canon, parsed, stats, agg
         except pl.exceptions.PolarsError as exc:
             raise _polars_error(exc, sources) from None
+        except OSError as exc:
+            raise SegcliError(f"cannot write temporary files to {scratch_dir()}: {exc.strerror or exc}",
+                              ["set TMPDIR to a folder with room for about the size of the input"]) from None
 
     canon, parsed, groups, aggregated = stats_pass(plans)
     # Dates or amounts the sampled plan left unparsed: does another configured format, or the
@@ -243,7 +249,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             plans = widened
             canon, parsed, groups, aggregated = stats_pass(plans)
 
-    used = canon.filter(used_rows)
+    used = canon.filter(used_rows) if parts == 1 else canon  # the spill holds only used rows
     used_parsed = parsed.filter(used_rows)  # for examples: raw values and line numbers
     per_src = groups.group_by("source").agg(
         records=pl.col("rows").sum(),
@@ -305,7 +311,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
 
     lo, hi = cur.row(0)
     if lo is not None and lo != hi:
-        listed = used.filter(~invalid_expr()).select(pl.col("currency").drop_nulls().unique().sort().head(10)).collect()
+        listed = parsed.filter(used_rows & ~invalid_expr()).select(pl.col("currency").drop_nulls().unique().sort().head(10)).collect()
         raise InputDataError(
             f"{', '.join(s.name for s in sources)}: more than one currency in one run: {', '.join(listed['currency'])}",
             ["segment each currency separately (filter the export), or convert amounts first"])
@@ -381,20 +387,21 @@ def bucket_expr(parts: int) -> pl.Expr:
     return (pl.col("customer_id").hash(seed=0) % parts).cast(pl.UInt32)
 
 
-def spill_by_bucket(lf: pl.LazyFrame, parts: int, sources: list[Source]) -> pl.LazyFrame:
-    """Write ``lf`` once to a private temporary folder split by customer bucket (lz4
-    Parquet, hive-style ``bucket=i``) and return a scan of it with a ``bucket`` column; a
-    filter on ``bucket`` then reads only that bucket's files. Removed at exit."""
+# the columns the aggregation reads (and the checks of analysed_rows)
+SPILLED = ("customer_id", "order_key", "ts", "amount_minor")
+
+
+def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:
+    """(the spill folder, the lazy sink that fills it).
+
+    Collecting the sink writes ``lf`` once to a private temporary folder split by customer
+    bucket (lz4 Parquet, hive-style ``bucket=i``); a hive scan of it has a ``bucket``
+    column, and a filter on it reads only that bucket's files. Removed at exit."""
     spill = Path(tempfile.mkdtemp(prefix="buckets-", dir=scratch_dir()))
-    try:
-        lf.with_columns(bucket=bucket_expr(parts)).sink_parquet(
-            pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4")
-    except pl.exceptions.PolarsError as exc:
-        raise _polars_error(exc, sources) from None
-    except OSError as exc:
-        raise SegcliError(f"cannot write temporary files to {spill}: {exc.strerror or exc}",
-                          ["set TMPDIR to a folder with room for about the size of the input"]) from None
-    return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True)
+    sink = lf.with_columns(bucket=bucket_expr(parts)).sink_parquet(
+        pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4", maintain_order=False, lazy=True)
+    assert sink is not None
+    return spill, sink
 
 
 def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFrame, bad: pl.DataFrame,

@@ -70,18 +70,13 @@ def assign_tiers(df: pl.DataFrame, cfg: TierConfig, *, n_customers: int, has_pre
     """Add ``tier`` and ``reason`` (SPEC §4); rows keep their order.
 
     Needs the customer table (``frequency``, ``monetary_minor``, ``recency_days``,
-    ``pareto_class``, ``cluster``, ...) and, with a previous run, ``was_vip`` and
-    ``within_keep``. ``n_customers`` is N in the VIP limit (departed customers included).
+    ``pareto_class``, ``cluster``, ...) in customer-id order (the row position breaks
+    ties) and, with a previous run, ``was_vip`` and ``within_keep``. ``n_customers`` is N in the VIP limit (departed customers included).
     """
     limit = vip_limit(cfg, n_customers)
     entry = entry_expr(df, cfg, limit=limit, scale=scale)
     kept = (pl.col("was_vip") & pl.col("within_keep")) if has_previous else pl.lit(False)
     candidate = eligible_expr(cfg) & (entry | kept)
-    # seat = position among candidates: incumbents first when configured, then by monetary
-    # descending and customer id, so the cut at the limit is deterministic
-    priority = [~pl.col("was_vip")] if (has_previous and cfg.incumbents_first) else []
-    by = [~pl.col("_candidate"), *priority, pl.col("monetary_minor"), pl.col("customer_id")]
-    descending = [False] * (1 + len(priority)) + [True, False]
     reason = (
         pl.when(pl.col("frequency") == 0).then(pl.lit("no_purchase"))
         .when(pl.col("monetary_minor") <= 0).then(pl.lit("non_positive_revenue"))
@@ -91,17 +86,31 @@ def assign_tiers(df: pl.DataFrame, cfg: TierConfig, *, n_customers: int, has_pre
         .when(pl.col("_entry")).then(pl.lit(ENTRY_REASONS[cfg.method]))
         .otherwise(pl.lit("kept_by_hysteresis"))
     )
+    flags = df.lazy().select(_candidate=candidate, _entry=entry).collect()
+    seat = seats(flags["_candidate"].to_numpy(), df["monetary_minor"].to_numpy(),
+                 df["was_vip"].to_numpy() if (has_previous and cfg.incumbents_first) else None)
     return (
         df.lazy()
-        .with_columns(_candidate=candidate, _entry=entry)
-        # the rank of each row in that order (argsort of the sorting permutation): the frame
-        # itself keeps its customer-id order, no wide sort there and back
-        .with_columns(_seat=pl.arg_sort_by(by, descending=descending).arg_sort() + 1)
+        .with_columns(flags.get_column("_candidate"), flags.get_column("_entry"), pl.Series("_seat", seat))
         .with_columns(reason=reason)
         .with_columns(tier=pl.when(pl.col("reason").is_in(ZHIXIN_REASONS)).then(pl.lit(ZHIXIN)).otherwise(pl.lit(YUXIN)))
         .drop("_seat", "_candidate", "_entry")
         .collect()
     )
+
+
+def seats(candidate: np.ndarray, monetary_minor: np.ndarray, was_vip: np.ndarray | None) -> np.ndarray:
+    """Each candidate's seat (1 = first) in the order the VIP limit cuts: incumbents first
+    when ``was_vip`` is given, then by monetary descending, then by row (customer-id order),
+    so the cut is deterministic; 0 for the others. Only the candidates are sorted."""
+    rows = np.flatnonzero(candidate)
+    keys = [rows, -monetary_minor[rows]]  # np.lexsort: the last key is the primary one
+    if was_vip is not None:
+        keys.append(~was_vip[rows].astype(bool))
+    order = np.lexsort(keys)
+    seat = np.zeros(len(candidate), dtype=np.int64)
+    seat[rows[order]] = np.arange(1, len(rows) + 1)
+    return seat
 
 
 def name_groups(profiles: list[dict[str, float]], rules: tuple[GroupNameRule, ...], fallback: str,
@@ -174,8 +183,21 @@ def service_table(service: ServiceConfig, groups: list[str]) -> pl.DataFrame:
 
 
 def with_service_terms(lf: pl.LazyFrame, service: ServiceConfig, groups: list[str], labels: dict[str, str]) -> pl.LazyFrame:
-    """Attach ``tier_label`` and the service terms of each row's tier and VIP group."""
-    terms = service_table(service, groups).lazy()
-    return lf.join(terms, on=["tier", "vip_group"], how="left", nulls_equal=True, maintain_order="left").with_columns(
-        tier_label=pl.col("tier").replace_strict(labels, default=pl.col("tier")),
-    )
+    """Attach ``tier_label`` and the service terms of each row's tier and VIP group.
+
+    Each row's line of :func:`service_table` is found as a number (0 standard, 1 VIP
+    without a group, 2 + the group's index) and every term is gathered by it: no join of
+    the customer table, which at 10^7 customers would copy it whole.
+    """
+    terms = service_table(service, groups)
+    group_line = {g: i + 2 for i, g in enumerate(groups)}
+    line = (pl.when(pl.col("tier") == YUXIN).then(0)
+            .when(pl.col("vip_group").is_null()).then(1)
+            .otherwise(pl.col("vip_group").replace_strict(group_line, default=1, return_dtype=pl.Int64)))
+    term_columns = [c for c in terms.columns if c not in ("tier", "vip_group")]
+    return lf.with_columns(_line=line).with_columns(
+        *(pl.lit(terms[c]).gather(pl.col("_line")).alias(c) for c in term_columns),
+        tier_label=pl.when(pl.col("tier") == YUXIN).then(pl.lit(labels.get(YUXIN, YUXIN)))
+        .when(pl.col("tier") == ZHIXIN).then(pl.lit(labels.get(ZHIXIN, ZHIXIN)))
+        .otherwise(pl.col("tier")),
+    ).drop("_line")

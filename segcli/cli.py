@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 import traceback
@@ -28,7 +29,7 @@ from segcli.errors import InputDataError, OutputError, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods
 from segcli.plot import plot_format, write_plot
-from segcli.pipeline import concentration_of, customer_table, features_by_part, load_transactions, rfm_table, segment
+from segcli.pipeline import MEMORY_LIMIT_ENV, parse_size, concentration_of, customer_table, features_by_part, load_transactions, rfm_table, segment
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
 
 app = typer.Typer(
@@ -80,11 +81,19 @@ HeaderRowOpt = Annotated[int | None, typer.Option("--header-row", help="Excel: t
 MaxInvalidOpt = Annotated[float | None, typer.Option("--max-invalid", help="Tolerate N bad rows (or a share < 1); they go to OUT.rejects.csv.", show_default=False)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Maximum worker threads.", show_default=False, min=1)]
+MemoryOpt = Annotated[str | None, typer.Option("--memory-limit", help="Memory budget, e.g. 4G: large exports are aggregated in customer buckets sized to it (env SEGCLI_MEMORY_LIMIT).", show_default=False)]
 FormatOpt = Annotated[str, typer.Option("--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no warnings on the terminal.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 OutEncodingOpt = Annotated[CsvEncoding | None, typer.Option("--output-encoding", help="Encoding of CSV output.", show_default=False)]
+
+
+def _memory_limit(limit: str | None) -> None:
+    """--memory-limit: checked here (exit 2 when it is no size), read by the pipeline."""
+    if limit is not None:
+        parse_size(limit)
+        os.environ[MEMORY_LIMIT_ENV] = limit
 
 
 def _err(text: str) -> None:
@@ -214,7 +223,7 @@ def segment_cmd(
     force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None, memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -222,6 +231,7 @@ def segment_cmd(
 
     Example: segcli segment sample_data/transactions.csv -o assignments.parquet
     """
+    _memory_limit(memory_limit)
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
@@ -285,7 +295,7 @@ def rfm_cmd(
     freq: Annotated[Freq, typer.Option("--freq", help="Period for --style lifetimes: D (day) or W (Monday-start week).")] = Freq.D,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None, memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -293,6 +303,7 @@ def rfm_cmd(
 
     Example: segcli rfm sample_data/transactions.csv -o rfm.csv --style lifetimes --freq W
     """
+    _memory_limit(memory_limit)
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
@@ -345,13 +356,14 @@ def pareto_cmd(
     plot: Annotated[str | None, typer.Option("--plot", help="Also draw the concentration curve to a .png, .svg or .html file.", show_default=False)] = None,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None, memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
 
     Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
+    _memory_limit(memory_limit)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row)
     if plot is not None:
@@ -452,13 +464,14 @@ def validate_cmd(
     inputs: Inputs,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None, memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Check an export and report every problem; writes nothing.
 
     Example: segcli validate export.csv --strict
     """
+    _memory_limit(memory_limit)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row)
     tx = load_transactions(inputs, cfg, count_identical=True)  # the checking command always counts them

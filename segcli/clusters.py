@@ -42,19 +42,27 @@ class ClusterModel:
 
 
 def feature_matrix(df: pl.DataFrame) -> np.ndarray:
-    """log1p of recency, frequency and max(monetary, 0) as float64 columns."""
-    return np.column_stack([
-        np.log1p(df["recency_days"].to_numpy().astype(np.float64)),
-        np.log1p(df["frequency"].to_numpy().astype(np.float64)),
-        np.log1p(np.clip(df["monetary"].to_numpy().astype(np.float64), 0, None)),
-    ])
+    """log1p of recency, frequency and max(monetary, 0) as float64 columns (one array in
+    column order, computed in place: at 10^7 customers each temporary costs 0.1 s)."""
+    x = np.empty((df.height, len(FEATURES)), dtype=np.float64, order="F")
+    for j, name in enumerate(FEATURES):
+        x[:, j] = df[name].to_numpy()
+        if name == "monetary":
+            np.maximum(x[:, j], 0.0, out=x[:, j])
+        np.log1p(x[:, j], out=x[:, j])
+    return x
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
-    mean = x.mean(axis=0)
-    std = x.std(axis=0)
-    std[std == 0] = 1.0
-    return (x - mean) / std
+    """Each column to mean 0 and standard deviation 1 (a constant column stays 0), in place."""
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        mean = col.mean()
+        std = col.std()
+        col -= mean
+        if std != 0:
+            col /= std
+    return x
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int) -> Any:
@@ -97,17 +105,14 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
     model = ClusterModel(k=1, silhouette=None)
     if n == 0:
         return np.zeros(0, dtype=np.int64), model
-    raw = feature_matrix(df)
-    x = _standardize(raw)
-    # distinct feature rows, counted on the columns (a hash count; np.unique would sort n rows)
-    distinct = df.select(pl.struct(pl.col("recency_days"), pl.col("frequency"),
-                                   pl.col("monetary").clip(lower_bound=0)).n_unique()).item()
+    x = _standardize(feature_matrix(df))
     rng = np.random.default_rng(cfg.seed)
     fit_idx = np.sort(rng.choice(n, cfg.fit_sample, replace=False)) if n > cfg.fit_sample else np.arange(n)
     x_fit = x[fit_idx]
     model.fitted_on = len(fit_idx)
 
     k_want = k_fixed if k_fixed is not None else cfg.k
+    distinct = _distinct_rows(df, x, need=max(k_want or 0, (k_range or (cfg.k_min, cfg.k_max))[1] + 1), seed=cfg.seed)
     from sklearn import config_context
 
     # one thread: sums in KMeans must not depend on the core count; capped scratch memory
@@ -140,6 +145,20 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
         for c in range(model.k)
     ]
     return labels, model
+
+
+def _distinct_rows(df: pl.DataFrame, x: np.ndarray, *, need: int, seed: int) -> int:
+    """Distinct feature rows, exactly when fewer than ``need`` (k is capped by them), else
+    any count >= ``need``: a seeded sample of 10,000 rows usually shows enough, and
+    counting every row (a hash of 10^7 rows costs seconds) is left for data with few."""
+    n = len(x)
+    if n > 10_000:
+        rows = np.random.default_rng(seed + 2).choice(n, 10_000, replace=False)
+        if len(np.unique(x[rows], axis=0)) >= need:
+            return need
+    # counted on the columns (a hash count; np.unique would sort n rows)
+    return int(df.select(pl.struct(pl.col("recency_days"), pl.col("frequency"),
+                                   pl.col("monetary").clip(lower_bound=0)).n_unique()).item())
 
 
 def _choose_k(x: np.ndarray, lo: int, hi: int, cfg: ClusterConfig, model: ClusterModel,

@@ -111,3 +111,33 @@ def test_spilled_buckets_give_the_same_table_and_errors(monkeypatch: pytest.Monk
     with pytest.raises(InputDataError) as err:
         pipeline.load_transactions([str(bad)], cfg)
     assert "line 1235: order_time='not-a-date'" in "\n".join(err.value.details)
+
+
+def test_memory_limit_sizes_the_buckets_and_keeps_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--memory-limit (env SEGCLI_MEMORY_LIMIT) -> rows per bucket = limit / BYTES_PER_ROW."""
+    import segcli.pipeline as pipeline
+    from segcli.config import load_config
+
+    cfg = load_config(None)
+    whole = pipeline.customer_table(pipeline.load_transactions([str(SAMPLE)], cfg), cfg)
+    monkeypatch.setattr(pipeline, "MIN_ROWS_PER_PART", 1)
+    monkeypatch.setenv(pipeline.MEMORY_LIMIT_ENV, "2M")  # 2 MiB / 200 B = 10,485 rows a bucket
+    assert pipeline.rows_per_part() == 2 * 2**20 // pipeline.BYTES_PER_ROW
+    tx = pipeline.load_transactions([str(SAMPLE)], cfg, aggregate=pipeline.rfm_features)
+    assert tx.parts == -(-(SAMPLE.stat().st_size // 50) // pipeline.rows_per_part())  # CSV sized by bytes
+    assert tx.parts > 1 and tx.aggregated is None
+    assert pipeline.customer_table(tx, cfg).equals(whole)
+
+
+@pytest.mark.parametrize(("text", "size"), [("8G", 8 * 2**30), ("512m", 512 * 2**20), ("4GiB", 4 * 2**30),
+                                            ("1.5G", int(1.5 * 2**30)), ("2000000", 2_000_000), ("64KB", 65536)])
+def test_sizes_parse(text: str, size: int) -> None:
+    from segcli.pipeline import parse_size
+
+    assert parse_size(text) == size
+
+
+def test_a_bad_memory_limit_is_a_usage_error() -> None:
+    result = _segcli("validate", str(SAMPLE), "--memory-limit", "lots", threads=1)
+    assert result.returncode == 2  # SPEC: usage error
+    assert "--memory-limit 'lots'" in result.stderr

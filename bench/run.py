@@ -112,7 +112,7 @@ RUNNERS = [
     Runner("polars-inmemory", "Polars lazy group-by, same aggregates, in-memory engine (segcli's venv)", "segcli"),
     Runner("pandas-namedagg", "pandas read_parquet + groupby().agg(named aggregations)", "baselines", "core"),
     Runner("pandas-tutorial", "pandas tutorial RFM: groupby().agg({dict}) with a lambda for recency",
-           "baselines", "core", max_tx=1 * M),
+           "baselines", "core", max_tx=10 * M),
     Runner("lifetimes", "lifetimes.utils.summary_data_from_transaction_data(freq='D')", "baselines", "lifetimes",
            max_tx=10 * M),
     Runner("pymc-marketing", "pymc_marketing.clv.utils.rfm_summary(time_unit='D')", "baselines", "pymc-marketing",

@@ -82,7 +82,7 @@ class Concentration:
 
 
 def concentration(x_minor: np.ndarray, classes: list[str] | np.ndarray, scale: int,
-                  head_shares: tuple[float, ...] = HEAD_SHARES) -> Concentration:
+                  head_shares: tuple[float, ...] = HEAD_SHARES, *, rank: np.ndarray | None = None) -> Concentration:
     """Concentration figures from per-customer revenue (minor units, any order, clipped here).
 
     Parameters
@@ -93,8 +93,16 @@ def concentration(x_minor: np.ndarray, classes: list[str] | np.ndarray, scale: i
         The customers' ``pareto_class`` aligned with ``x_minor``.
     scale:
         Decimal places of the minor unit.
+    rank:
+        The customers' ``pareto_rank`` (1 = biggest) when known: the descending order is
+        then placed by it instead of sorted again.
     """
-    x = np.sort(np.clip(np.asarray(x_minor, dtype=np.int64), 0, None))[::-1]  # descending
+    raw = np.clip(np.asarray(x_minor, dtype=np.int64), 0, None)
+    if rank is None:
+        x = np.sort(raw)[::-1]  # descending
+    else:
+        x = np.empty_like(raw)
+        x[np.asarray(rank, dtype=np.int64) - 1] = raw
     n = len(x)
     total = int(x.sum(dtype=np.int64))
     cum = np.cumsum(x, dtype=np.int64)
@@ -113,7 +121,6 @@ def concentration(x_minor: np.ndarray, classes: list[str] | np.ndarray, scale: i
     i = np.arange(1, n + 1, dtype=np.float64)
     gini = float(((2 * i - n - 1) * asc).sum() / (n * asc.sum())) if n and total else 0.0
     cls = np.asarray(classes)
-    raw = np.clip(np.asarray(x_minor, dtype=np.int64), 0, None)
     abc = {}
     for c in ("A", "B", "C"):
         mask = cls == c

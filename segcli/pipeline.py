@@ -584,7 +584,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
 def concentration_of(df: pl.DataFrame, cfg: Config, scale: int) -> Concentration:
     """Pareto figures of a customer table (exact minor units)."""
     return concentration(df["monetary_minor"].to_numpy(), df["pareto_class"].to_numpy(), scale,
-                         head_shares=HEAD_SHARES + (cfg.pareto.head_share,))
+                         head_shares=HEAD_SHARES + (cfg.pareto.head_share,), rank=df["pareto_rank"].to_numpy())
 
 
 def _guard(previous: pl.DataFrame, df: pl.DataFrame, cfg: Config, force: bool, warnings: list[str]) -> None:

@@ -260,3 +260,15 @@ def test_segment_json_pareto_figures_are_exact(tmp_path):
         assert (t["customers"], t["revenue_share"]) == pytest.approx(ref.top[t["top_customer_share"]]), t
     for a in doc["abc"]:
         assert (a["customers"], a["revenue_share"]) == pytest.approx(ref.abc[a["pareto_class"]]), a
+
+
+def test_concentration_placed_by_rank_equals_sorted() -> None:
+    """The pipeline passes pareto_rank so the customers are not sorted twice."""
+    from segcli.pareto import concentration
+
+    rng = np.random.default_rng(5)
+    x = rng.integers(-500, 10_000, 2_000) * rng.integers(0, 2, 2_000)  # ties at 0 and negatives
+    rank = np.empty(len(x), dtype=np.int64)
+    rank[np.argsort(-np.clip(x, 0, None), kind="stable")] = np.arange(1, len(x) + 1)
+    classes = np.where(rank <= 300, "A", "C")
+    assert concentration(x, classes, 2, rank=rank) == concentration(x, classes, 2)

@@ -59,6 +59,21 @@ def parse_size(text: str) -> int:
     return int(value * _UNITS[unit])
 
 
+ROW_ESTIMATE_SLACK = 1.1
+ESTIMATE_SAMPLE_BYTES = 2**20
+
+
+def estimate_rows(path: Path) -> int:
+    """Rows of a text file from the line breaks in its first MiB (exact for a small file)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(ESTIMATE_SAMPLE_BYTES)
+    lines = head.count(b"\n")
+    if len(head) >= size:
+        return lines
+    return math.ceil(size * max(lines, 1) / len(head))
+
+
 def rows_per_part() -> int:
     """Rows aggregated in one pass: ``ROWS_PER_PART``, or sized from ``SEGCLI_MEMORY_LIMIT``
     (set by ``--memory-limit``): a smaller budget means more, smaller customer buckets."""
@@ -180,10 +195,10 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         samples = pl.collect_all([raw.select(pl.col(c.date).alias("date"), pl.col(c.amount).alias("amount"))
                                   .head(PLAN_SAMPLE_ROWS) for raw, c in zip(raws, colmaps)])
         # Parquet knows its row count from metadata; counting CSV rows would be a whole
-        # extra read, so text files are sized by bytes (~50 bytes a row is a short row)
+        # extra read, so text files are sized from the lines in their first MiB
         counted = [raw.select(pl.len()) for raw, src in zip(raws, sources) if src.kind != "csv"]
         rows = sum(int(s.item()) for s in pl.collect_all(counted)) if counted else 0
-        rows += sum(src.size // 50 for src in sources if src.kind == "csv")
+        rows += sum(estimate_rows(src.path) for src in sources if src.kind == "csv")
         mark = inp.dedupe or bool(count_identical) or (count_identical is None and rows <= REPEAT_COUNT_MAX_ROWS)
     except pl.exceptions.PolarsError as exc:
         raise _polars_error(exc, sources) from None
@@ -197,8 +212,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     # A large export is parsed once: the pass that counts for the checks also spills the
     # rows the analysis keeps (4 columns), split into customer buckets; the aggregation
     # then reads the spill one bucket at a time.
+    # text files' rows are an estimate: 10% over the bucket size still goes in one pass
     per_part = rows_per_part()
-    parts = max(1, math.ceil(rows / per_part)) if rows > per_part else 1
+    parts = max(1, math.ceil(rows / per_part)) if rows > per_part * ROW_ESTIMATE_SLACK else 1
     # blank lines are no rows; identical rows count as rows unless dedupe drops them
     used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
     fixed_as_of = cfg.analysis.as_of

@@ -37,6 +37,7 @@ SCHEMA_VERSION = 1
 # after another: the order-level group-by state then grows with a bucket, not with the
 # export (at 100 million rows it would hold ~56 million orders at once).
 ROWS_PER_PART = 10_000_000
+EXAMPLES = 5  # bad rows shown per rule and file
 # --memory-limit: rows per bucket = limit / BYTES_PER_ROW (measured: the one-pass aggregation
 # of 10^7 rows of 10^6 customers peaks at 1.9 GB, start-up and customer table included)
 BYTES_PER_ROW = 200
@@ -81,7 +82,6 @@ def rows_per_part() -> int:
     if not limit:
         return ROWS_PER_PART
     return max(MIN_ROWS_PER_PART, parse_size(limit) // BYTES_PER_ROW)
-EXAMPLES = 5
 
 
 @dataclass

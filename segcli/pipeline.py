@@ -29,7 +29,7 @@ from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, Column
                           date_hits, formats_for, invalid_expr, plain_amounts, resolve_columns)
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
 from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS
-from segcli.rfm import customer_features, exact_sum, money, orders, score_rfm, with_recency
+from segcli.rfm import customer_features, money, money_units, orders, score_rfm, units_to_money, with_recency
 from segcli.tiers import YUXIN, ZHIXIN, assign_tiers, vip_groups, with_service_terms
 
 SCHEMA_VERSION = 1
@@ -625,7 +625,8 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
                out: pl.DataFrame, created_at: dt.datetime | None,
                previous_meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``."""
-    tiers = out.group_by("tier").agg(n=pl.len(), revenue=exact_sum("monetary")).sort("tier")
+    tiers = (out.lazy().select("tier", _units=money_units("monetary"))
+             .group_by("tier").agg(n=pl.len(), revenue=units_to_money(pl.col("_units").sum())).sort("tier").collect())
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "segcli",

@@ -12,7 +12,7 @@ from tabulate import tabulate
 
 from segcli.config import SERVICE_FIELDS
 from segcli.pareto import Concentration
-from segcli.rfm import exact_sum
+from segcli.rfm import money_units, units_to_money
 
 tabulate_mod.WIDE_CHARS_MODE = True  # CJK labels take two columns: keep tables aligned
 GROUP_ORDER = {"tier": ["zhixin", "yuxin"]}
@@ -32,9 +32,10 @@ def summarize(df: pl.DataFrame, by: str) -> pl.DataFrame:
     if by not in df.columns:
         raise KeyError(by)
     data = df.filter(pl.col("vip_group").is_not_null()) if by == "vip_group" else df
+    data = data.with_columns(_units=money_units(pl.col("monetary").fill_null(0.0)))
     n_all = data.height
-    revenue_all = data.select(exact_sum("monetary")).item() if n_all else 0.0
-    revenue = exact_sum(pl.col("monetary").fill_null(0.0))
+    revenue_all = data.select(units_to_money(pl.col("_units").sum())).item() if n_all else 0.0
+    revenue = units_to_money(pl.col("_units").sum())
     aggs: list[pl.Expr] = [
         pl.len().alias("customers"),
         (pl.len() / max(n_all, 1)).alias("customer_share"),

@@ -25,15 +25,26 @@ def money(minor: pl.Expr, scale: int) -> pl.Expr:
     return (minor.cast(pl.Decimal(38, 0)).cast(pl.Decimal(38, scale)) / 10**scale).cast(pl.Float64)
 
 
-def exact_sum(col: str | pl.Expr) -> pl.Expr:
-    """Sum of a money column of floats, order-independent and exact.
+MONEY_PLACES = 8
 
-    Each float was rounded from an exact decimal with at most 8 places, so a cast back to
-    Decimal recovers it; a float sum inside a parallel group-by would depend on the order
-    rows arrive in and differ in the last bits between runs.
+
+def money_units(col: str | pl.Expr) -> pl.Expr:
+    """A money column of floats -> integer units of 10^-8 (Int128), for order-independent sums.
+
+    Each float was rounded from a decimal with at most 8 places; scaling and rounding gives
+    that decimal back exactly below 9 x 10^7 (2^53 units), and the nearest unit above. A
+    float sum inside a parallel group-by would depend on the order rows arrive in and differ
+    in the last bits between runs; integer sums do not. Make it a column *before* a
+    group-by: an expression inside ``.agg()`` is evaluated group by group (3x the time and
+    a copy of the column at 10^7 customers).
     """
     expr = pl.col(col) if isinstance(col, str) else col
-    return expr.cast(pl.Decimal(38, 8)).sum().cast(pl.Float64)
+    return (expr * 10.0**MONEY_PLACES).round().cast(pl.Int128)
+
+
+def units_to_money(units_sum: pl.Expr) -> pl.Expr:
+    """A sum of :func:`money_units` -> float, correctly rounded from the exact decimal."""
+    return money(units_sum, MONEY_PLACES)
 
 
 def orders(tx: pl.LazyFrame) -> pl.LazyFrame:

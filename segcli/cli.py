@@ -29,7 +29,8 @@ from segcli.errors import InputDataError, OutputError, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods
 from segcli.plot import plot_format, write_plot
-from segcli.pipeline import MEMORY_LIMIT_ENV, parse_size, concentration_of, customer_table, features_by_part, load_transactions, rfm_table, segment
+from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
+                             parse_size, rfm_table, segment)
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
 
 app = typer.Typer(
@@ -223,7 +224,8 @@ def segment_cmd(
     force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None, memory_limit: MemoryOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -295,7 +297,8 @@ def rfm_cmd(
     freq: Annotated[Freq, typer.Option("--freq", help="Period for --style lifetimes: D (day) or W (Monday-start week).")] = Freq.D,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None, memory_limit: MemoryOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -356,7 +359,8 @@ def pareto_cmd(
     plot: Annotated[str | None, typer.Option("--plot", help="Also draw the concentration curve to a .png, .svg or .html file.", show_default=False)] = None,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None, memory_limit: MemoryOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
@@ -464,7 +468,8 @@ def validate_cmd(
     inputs: Inputs,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None, memory_limit: MemoryOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Check an export and report every problem; writes nothing.

@@ -39,8 +39,8 @@ def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None
 
     Every customer takes part with monetary clipped at 0, sorted by it descending and by
     customer id for ties: ``lf`` must be in customer-id order, so that the row position
-    breaks ties (sorting on an integer, not on the id text). With ``keep_share`` also ``within_keep``: inside the wider head
-    that lets a previous VIP stay (hysteresis).
+    breaks ties (sorting on an integer, not on the id text). With ``keep_share`` also
+    ``within_keep``: inside the wider head that lets a previous VIP stay (hysteresis).
     """
     x = pl.col("monetary_minor").clip(lower_bound=0)
     # Positions in the Pareto order come from an argsort of two columns; the cumulative sum

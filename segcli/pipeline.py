@@ -245,17 +245,17 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             cur_max=pl.col("cur").max(),
             distinct=pl.col("row_hash").n_unique() if mark and not inp.dedupe else pl.len(),
         )
+        kept = canon.filter(used_rows & analysed_rows(fixed_as_of, cfg))  # what the aggregation reads
         try:
             if parts > 1:
-                kept = canon.filter(used_rows & analysed_rows(fixed_as_of, cfg)).select(*SPILLED)
-                spill, sink = spill_by_bucket(kept, parts)
+                spill, sink = spill_by_bucket(kept.select(*SPILLED), parts)
                 stats, _ = pl.collect_all([query, sink])  # one scan feeds both
                 return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True), parsed, stats, None
             if not fuse:
                 return canon, parsed, query.collect(), None
             assert aggregate is not None
             # one scan feeds both: Polars shares the common part of the two plans
-            stats, agg = pl.collect_all([query, aggregate(canon.filter(used_rows & analysed_rows(fixed_as_of, cfg)))])
+            stats, agg = pl.collect_all([query, aggregate(kept)])
             return canon, parsed, stats, agg
         except pl.exceptions.PolarsError as exc:
             raise _polars_error(exc, sources) from None
@@ -357,7 +357,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
 
     lo, hi = cur.row(0)
     if lo is not None and lo != hi:
-        listed = parsed.filter(used_rows & ~invalid_expr()).select(pl.col("currency").drop_nulls().unique().sort().head(10)).collect()
+        listed = (parsed.filter(used_rows & ~invalid_expr())
+                  .select(pl.col("currency").drop_nulls().unique().sort().head(10)).collect())
         raise InputDataError(
             f"{', '.join(s.name for s in sources)}: more than one currency in one run: {', '.join(listed['currency'])}",
             ["segment each currency separately (filter the export), or convert amounts first"])

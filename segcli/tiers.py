@@ -71,7 +71,8 @@ def assign_tiers(df: pl.DataFrame, cfg: TierConfig, *, n_customers: int, has_pre
 
     Needs the customer table (``frequency``, ``monetary_minor``, ``recency_days``,
     ``pareto_class``, ``cluster``, ...) in customer-id order (the row position breaks
-    ties) and, with a previous run, ``was_vip`` and ``within_keep``. ``n_customers`` is N in the VIP limit (departed customers included).
+    ties) and, with a previous run, ``was_vip`` and ``within_keep``. ``n_customers`` is N
+    in the VIP limit (departed customers included).
     """
     limit = vip_limit(cfg, n_customers)
     entry = entry_expr(df, cfg, limit=limit, scale=scale)

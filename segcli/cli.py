@@ -23,14 +23,14 @@ import tomli_w
 import typer
 
 from segcli import __version__
-from segcli.config import Config, config_from_dict, default_config_text, load_config
+from segcli.config import ROLES, Config, config_from_dict, default_config_text, load_config
 from segcli.diff import change_counts, tier_diff
-from segcli.errors import InputDataError, OutputError, SegcliError, UsageError
+from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods
 from segcli.plot import plot_format, write_plot
 from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
-                             parse_size, rfm_table, segment)
+                             parse_size, rfm_table, segment, warning_records)
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
 
 app = typer.Typer(
@@ -79,6 +79,9 @@ WindowOpt = Annotated[int | None, typer.Option("--window-days", help="Keep only 
 EncodingOpt = Annotated[str | None, typer.Option("--encoding", help="CSV encoding: auto, utf-8, gb18030.", show_default=False)]
 SheetOpt = Annotated[str | None, typer.Option("--sheet", help="Excel: the sheet to read, by name or 1-based position [default: the first].", show_default=False)]
 HeaderRowOpt = Annotated[int | None, typer.Option("--header-row", help="Excel: the row holding the header, as the spreadsheet numbers it (e.g. 3 below two title rows).", show_default=False, min=1)]
+SeparatorOpt = Annotated[str | None, typer.Option("--separator", help="Text input field separator: , ; tab | or whitespace [default: detected].", show_default=False)]
+ColumnOpt = Annotated[list[str] | None, typer.Option("--column", help="Map a column, ROLE=HEADER (repeatable; roles: customer_id, date, amount, order_id, currency).", show_default=False)]
+AllowOpt = Annotated[list[str] | None, typer.Option("--allow", help="A warning kind --strict lets through (repeatable), e.g. identical_rows.", show_default=False)]
 MaxInvalidOpt = Annotated[float | None, typer.Option("--max-invalid", help="Tolerate N bad rows (or a share < 1); they go to OUT.rejects.csv.", show_default=False)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Maximum worker threads.", show_default=False, min=1)]
@@ -128,10 +131,32 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _columns(pairs: list[str] | None) -> dict[str, str]:
+    """``--column ROLE=HEADER`` (repeatable) -> ``{"input.columns.ROLE": HEADER}``."""
+    out = {}
+    for pair in pairs or []:
+        role, sep, header = pair.partition("=")
+        role = role.strip()
+        if not sep or not role or not header:
+            raise UsageError(f"--column {pair!r}: expected ROLE=HEADER, e.g. --column order_id='Order ID'")
+        if role not in ROLES:
+            raise UsageError(f"--column {pair!r}: unknown role {role!r}; roles: {', '.join(ROLES)}")
+        out[f"input.columns.{role}"] = header
+    return out
+
+
 def _config(config: Path | None, *, as_of: str | None = None, window_days: int | None = None,
             encoding: str | None = None, max_invalid: float | None = None, strict: bool = False,
-            sheet: str | None = None, header_row: int | None = None) -> Config:
-    overrides: dict[str, Any] = {}
+            sheet: str | None = None, header_row: int | None = None, separator: str | None = None,
+            columns: list[str] | None = None, allow: list[str] | None = None) -> Config:
+    overrides: dict[str, Any] = _columns(columns)
+    if separator is not None:
+        overrides["input.separator"] = separator
+    if allow:
+        unknown = sorted(set(allow) - set(WARNING_KINDS))
+        if unknown:
+            raise UsageError(f"--allow {unknown[0]}: unknown warning kind; kinds: {', '.join(WARNING_KINDS)}")
+        overrides["analysis.allow+"] = allow  # added to the config's own list
     if sheet is not None:
         overrides["input.sheet"] = sheet
     if header_row is not None:
@@ -153,7 +178,8 @@ def _config(config: Path | None, *, as_of: str | None = None, window_days: int |
     except SegcliError as exc:
         # a bad value given on the command line is a usage error, not a config file error
         flag = next((f for k, f in (("analysis.as_of", "--as-of"), ("input.encoding", "--encoding"),
-                                     ("analysis.max_invalid", "--max-invalid")) if k in exc.message and k in overrides), None)
+                                     ("analysis.max_invalid", "--max-invalid"), ("input.separator", "--separator"))
+                     if k in exc.message and k in overrides), None)
         if flag:
             raise UsageError(f"{flag}: {exc.message.split(': ', 1)[-1]}") from None
         raise
@@ -163,11 +189,17 @@ def _table_format(fmt: str, as_json: bool) -> str:
     return "json" if as_json else fmt
 
 
-def _warn(warnings: list[str], cfg: Config, quiet: bool, inputs: list[str]) -> None:
-    """Print warnings; under --strict (or analysis.strict) they stop the run with exit 65."""
-    if warnings and cfg.analysis.strict:
-        raise InputDataError(f"{', '.join(inputs)}: {len(warnings)} warning{'s' if len(warnings) > 1 else ''} "
-                             "under --strict: nothing written", warnings)
+def _warn(warnings: list[RunWarning], cfg: Config, quiet: bool, inputs: list[str]) -> None:
+    """Print warnings; under --strict (or analysis.strict) those whose kind is not allowed
+    (--allow, analysis.allow) stop the run with exit 65."""
+    blocking = [w for w in warnings if w.kind not in cfg.analysis.allow]
+    if blocking and cfg.analysis.strict:
+        kinds = sorted({w.kind for w in blocking})
+        raise InputDataError(f"{', '.join(inputs)}: {len(blocking)} warning{'s' if len(blocking) > 1 else ''} "
+                             "under --strict: nothing written",
+                             [str(w) for w in blocking]
+                             + [f"to let {'these' if len(kinds) > 1 else 'this'} through: "
+                                + " ".join(f"--allow {k}" for k in kinds)])
     if not quiet:
         for w in warnings:
             _err(f"segcli: warning: {w}")
@@ -223,8 +255,8 @@ def segment_cmd(
     previous: Annotated[str | None, typer.Option("--previous", help="Previous assignments file: keeps VIPs stable (hysteresis) and marks departed customers.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
@@ -237,7 +269,7 @@ def segment_cmd(
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row)
+                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     if output is not None:
         check_output_path(output, inputs + ([previous] if previous else []))
     prev_df = prev_meta = None
@@ -296,8 +328,8 @@ def rfm_cmd(
     style: Annotated[Style, typer.Option("--style", help="segcli: RFM features, scores, segment, cluster; lifetimes: frequency/recency/T/monetary_value for CLV models.")] = Style.segcli,
     freq: Annotated[Freq, typer.Option("--freq", help="Period for --style lifetimes: D (day) or W (Monday-start week).")] = Freq.D,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
@@ -310,7 +342,7 @@ def rfm_cmd(
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row)
+                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     if output is not None:
         check_output_path(output, inputs)
     if style is Style.lifetimes:
@@ -358,8 +390,8 @@ def pareto_cmd(
     inputs: Inputs,
     plot: Annotated[str | None, typer.Option("--plot", help="Also draw the concentration curve to a .png, .svg or .html file.", show_default=False)] = None,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -369,7 +401,7 @@ def pareto_cmd(
     """
     _memory_limit(memory_limit)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row)
+                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     if plot is not None:
         plot_format(plot)
         check_output_path(plot, inputs)
@@ -467,8 +499,8 @@ def diff_cmd(
 def validate_cmd(
     inputs: Inputs,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, threads: ThreadsOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -478,13 +510,13 @@ def validate_cmd(
     """
     _memory_limit(memory_limit)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row)
+                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     tx = load_transactions(inputs, cfg, count_identical=True)  # the checking command always counts them
     _warn(tx.warnings, cfg, quiet, inputs)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
         sys.stdout.write(json.dumps({"valid": True, "as_of": tx.as_of.isoformat(), "inputs": tx.sources,
-                                     "rows": tx.counts, "warnings": tx.warnings}, ensure_ascii=False, indent=2) + "\n")
+                                     "rows": tx.counts, "warnings": warning_records(tx.warnings)}, ensure_ascii=False, indent=2) + "\n")
         return
     if not quiet:
         table = pl.DataFrame({"check": list(tx.counts), "rows": list(tx.counts.values())})

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from segcli.errors import ConfigError
+from segcli.errors import WARNING_KINDS, ConfigError
 
 SERVICE_FIELDS = (
     "service_level",
@@ -31,6 +31,9 @@ SERVICE_FIELDS = (
 TIER_METHODS = ("pareto", "cluster", "rule", "threshold")
 GROUP_METRICS = ("r_score", "f_score", "m_score", "recency_days", "frequency", "monetary", "avg_order_value")
 OPS = ("<", "<=", ">", ">=", "==")
+ROLES = ("customer_id", "date", "amount", "order_id", "currency")  # [input.columns] keys
+# input.separator values -> the separator used ("" = detect)
+SEPARATORS = {"": "", ",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|", "whitespace": "whitespace"}
 
 
 def default_config_path() -> Path:
@@ -64,7 +67,8 @@ class InputConfig:
     date_formats: tuple[str, ...]
     columns: Columns
     sheet: str = ""  # Excel: sheet name or 1-based position; "" = the first sheet
-    header_row: int = 0  # Excel: 1-based row holding the header; 0 = the first non-empty row
+    header_row: int = 0  # 1-based row holding the header; 0 = the first non-empty row
+    separator: str = ""  # text input: "" = detect; ",", ";", "\t", "|" or "whitespace"
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class AnalysisConfig:
     window_days: int
     max_invalid: float
     strict: bool
+    allow: frozenset[str] = frozenset()  # warning kinds --strict lets through
+    max_staleness_days: int = 31
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,7 @@ class Config:
     service: ServiceConfig
     guard_max_drop: float
     csv_encoding: str
+    money: str  # "float" or "decimal"
     raw: dict[str, Any]  # the effective merged TOML document, recorded in outputs
 
     @property
@@ -344,6 +351,14 @@ def _check_date_formats(rd: _Reader, formats: tuple[str, ...]) -> None:
                           f"{fmt!r} and {swapped!r} are ambiguous with each other (day-first vs month-first): keep one")
 
 
+def _warning_kinds(rd: _Reader, dotted: str) -> list[str]:
+    kinds = [rd.typed(f"{dotted}[{i}]", str, k) for i, k in enumerate(rd.typed(dotted, list))]
+    for kind in kinds:
+        if kind not in WARNING_KINDS:
+            raise rd.fail(dotted, f"unknown warning kind {kind!r}; kinds: {', '.join(WARNING_KINDS)}")
+    return kinds
+
+
 def build_config(doc: dict[str, Any], source: str = "config") -> Config:
     """Validate a merged TOML document into a :class:`Config`."""
     rd = _Reader(doc, source)
@@ -371,6 +386,7 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         columns=Columns(**{k: cols.get(k, "") for k in Columns.__dataclass_fields__}),
         sheet=str(rd.typed("input.sheet", (str, int))),
         header_row=rd.int_("input.header_row", 0),
+        separator=SEPARATORS[rd.str_("input.separator", tuple(SEPARATORS))],
     )
 
     as_of_text = rd.str_("analysis.as_of")
@@ -386,6 +402,8 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         window_days=rd.int_("analysis.window_days", 0),
         max_invalid=max_invalid,
         strict=rd.typed("analysis.strict", bool),
+        allow=frozenset(_warning_kinds(rd, "analysis.allow")),
+        max_staleness_days=rd.int_("analysis.max_staleness_days", 0),
     )
 
     rules = []
@@ -494,6 +512,7 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         service=service,
         guard_max_drop=rd.share("guard.max_drop", open_low=False),
         csv_encoding=rd.str_("output.csv_encoding", ("utf-8", "utf-8-sig", "gb18030")),
+        money=rd.str_("output.money", ("float", "decimal")),
         raw=doc,
     )
 
@@ -506,7 +525,8 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     path:
         A TOML file naming only what it changes; ``None`` for the defaults.
     overrides:
-        Dotted keys from command-line flags, e.g. ``{"analysis.as_of": "2025-12-31"}``.
+        Dotted keys from command-line flags, e.g. ``{"analysis.as_of": "2025-12-31"}``; a key
+        ending in ``+`` extends a list instead of replacing it.
     """
     doc = _read_toml(default_config_path())
     source = "default config"
@@ -515,10 +535,11 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         source = str(path)
     for dotted, value in (overrides or {}).items():
         node = doc
-        *parents, leaf = dotted.split(".")
+        *parents, leaf = dotted.removesuffix("+").split(".")
         for part in parents:
             node = node[part]
-        node[leaf] = value
+        # "key+": a list extended, not replaced (--allow adds to analysis.allow)
+        node[leaf] = [*node[leaf], *(v for v in value if v not in node[leaf])] if dotted.endswith("+") else value
     return build_config(doc, source)
 
 

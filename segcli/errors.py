@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class SegcliError(Exception):
     """Base class: a user-facing failure with an exit code and optional detail lines."""
@@ -42,3 +44,33 @@ class ConfigError(SegcliError):
     """The configuration is invalid."""
 
     exit_code = 78
+
+
+@dataclass(frozen=True)
+class RunWarning:
+    """A run that goes on but should be looked at: a stable ``kind`` (what ``--allow`` names,
+    recorded in the run record) and the sentence a person reads (SPEC §6)."""
+
+    kind: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.text}"
+
+
+# Every warning kind segcli raises; ``--allow`` and ``analysis.allow`` accept only these.
+WARNING_KINDS = {
+    "identical_rows": "rows identical to an earlier row in every column (kept)",
+    "after_as_of": "rows dated after the as-of date (dropped)",
+    "outside_window": "rows before the window (dropped)",
+    "rounded": "amounts with more decimal places than amount_scale (rounded)",
+    "invalid_rows": "invalid rows let through by --max-invalid (written to the rejects file)",
+    "total_row": "a trailing total row (合计, Total, ...) dropped",
+    "skipped_files": "files skipped when expanding a folder (lock files, hidden files)",
+    "stale_export": "the latest transaction is older than analysis.max_staleness_days before the as-of date",
+    "overlapping_inputs": "the same file given twice, or inputs sharing identical rows",
+    "config_changed": "the config differs from the one --previous was made with",
+    "departed": "customers of the previous run absent from the data (written as departed)",
+    "forced": "a guard was overridden with --force",
+    "unmapped_column": "a header that looks like an order id or currency was not mapped",
+}

@@ -22,7 +22,7 @@ import polars as pl
 from segcli import __version__
 from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
-from segcli.errors import InputDataError, SegcliError, UsageError
+from segcli.errors import InputDataError, RunWarning, SegcliError, UsageError
 from segcli.io import (Source, check_utf8, count_ragged, expand_inputs, header_width, open_source, physical_lines,
                        quote_problem, ragged_lines, read_columns, scan_source, scratch_dir)
 from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, amount_hits, canonical,
@@ -93,7 +93,7 @@ class Transactions:
     scale: int
     sources: list[dict[str, Any]]
     counts: dict[str, int | None]  # rows_identical is None when not counted
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[RunWarning] = field(default_factory=list)
     rejects: pl.DataFrame | None = None
     parts: int = 1  # > 1: ``tx`` reads a spill split into this many customer buckets (``bucket``)
     aggregated: pl.DataFrame | None = None  # ``aggregate(tx)``, when it ran in the checking pass
@@ -341,7 +341,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         raise InputDataError(f"{', '.join(s.name for s in sources)}: no rows")
 
     rejects = None
-    warnings: list[str] = []
+    warnings: list[RunWarning] = []
     if invalid_rows:
         allowed = _allowed_invalid(cfg.analysis.max_invalid, total_rows)
         if invalid_rows > allowed:
@@ -352,8 +352,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                    .select(pl.col("source").replace_strict(file_names, return_dtype=pl.String).alias("file"), "line",
                            pl.col("raw_customer_id").alias("customer_id"), pl.col("raw_date").alias("date"),
                            pl.col("raw_amount").alias("amount")))
-        warnings.append(f"{invalid_rows} invalid row{'s' if invalid_rows > 1 else ''} skipped "
-                        f"(within --max-invalid {cfg.analysis.max_invalid:g}); written to the rejects file")
+        warnings.append(RunWarning("invalid_rows", f"{invalid_rows} invalid row{'s' if invalid_rows > 1 else ''} "
+                                   f"skipped (within --max-invalid {cfg.analysis.max_invalid:g}); written to the "
+                                   "rejects file"))
 
     lo, hi = cur.row(0)
     if lo is not None and lo != hi:
@@ -375,21 +376,22 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     outside = int(days.filter(pl.col("date") <= start)["rows"].sum()) if start else 0
     kept_days = days.filter((pl.col("date") <= as_of) & ((pl.col("date") > start) if start else pl.lit(True)))
     repeats = int(src_stats["repeats"].sum())
-    if repeats and inp.dedupe:
-        warnings.append(f"{repeats} row{'s' if repeats > 1 else ''} identical to an earlier row in every column "
-                        "dropped (input.dedupe = true)")
-    elif repeats:
-        warnings.append(f"{repeats} row{'s are' if repeats > 1 else ' is'} identical to an earlier row in every "
-                        "column: kept (line-item exports repeat legitimately); set [input] dedupe = true to drop them")
+    # dedupe = true is the user's decision: the dropped rows are counted in the record, not warned about
+    if repeats and not inp.dedupe:
+        warnings.append(RunWarning("identical_rows", f"{repeats} row{'s are' if repeats > 1 else ' is'} identical to "
+                                   "an earlier row in every column: kept (line-item exports repeat legitimately); "
+                                   "set [input] dedupe = true to drop them"))
     if after:
-        warnings.append(f"{after} row{'s' if after > 1 else ''} dated after the as-of date {as_of} dropped")
+        warnings.append(RunWarning("after_as_of", f"{after} row{'s' if after > 1 else ''} dated after the as-of date "
+                                   f"{as_of} dropped"))
     if outside:
-        warnings.append(f"{outside} row{'s' if outside > 1 else ''} before the {cfg.analysis.window_days}-day "
-                        f"window (on or before {start}) dropped")
+        warnings.append(RunWarning("outside_window", f"{outside} row{'s' if outside > 1 else ''} before the "
+                                   f"{cfg.analysis.window_days}-day window (on or before {start}) dropped"))
     rounded = int(src_stats["rounded"].sum())
     if rounded:
-        warnings.append(f"{rounded} amount{'s' if rounded > 1 else ''} had more than {inp.amount_scale} decimal "
-                        f"places and {'were' if rounded > 1 else 'was'} rounded half-to-even")
+        warnings.append(RunWarning("rounded", f"{rounded} amount{'s' if rounded > 1 else ''} had more than "
+                                   f"{inp.amount_scale} decimal places and {'were' if rounded > 1 else 'was'} "
+                                   "rounded half-to-even"))
     if kept_days.height == 0:
         raise InputDataError(f"no rows on or before the as-of date {as_of}"
                              + (f" inside the {cfg.analysis.window_days}-day window" if start else ""))
@@ -479,7 +481,7 @@ class Segmentation:
 
     customers: pl.DataFrame
     meta: dict[str, Any]
-    warnings: list[str]
+    warnings: list[RunWarning]
     rejects: pl.DataFrame | None
     concentration: Concentration
 
@@ -576,9 +578,9 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
         departed = pl.DataFrame({"customer_id": prev_ids}).join(df.select("customer_id"), on="customer_id", how="anti")
         if departed.height:
             ids = departed["customer_id"].sort().to_list()
-            warnings.append(f"{departed.height} customer{'s' if departed.height > 1 else ''} of the previous run "
-                            f"absent from the data, written as yuxin with reason 'departed': "
-                            f"{', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}")
+            warnings.append(RunWarning("departed", f"{departed.height} customer{'s' if departed.height > 1 else ''} "
+                                       "of the previous run absent from the data, written as yuxin with reason "
+                                       f"'departed': {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}"))
     # N in the VIP limit is the current customer base: rows written only to demote departed
     # customers must not buy extra VIP seats (max_share stays a hard limit, issue 4)
     n_out = df.height
@@ -594,7 +596,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     # rows are in customer-id order from customer_table on; only departed rows come after
     out = (assigned.sort("customer_id") if departed.height else assigned).collect()
     meta = run_record(cfg, tx, model, group_info, out, created_at,
-                      previous_meta=previous_meta if has_prev else None)
+                      previous_meta=previous_meta if has_prev else None, warnings=warnings)
     return Segmentation(out, meta, warnings, tx.rejects, conc)
 
 
@@ -604,7 +606,8 @@ def concentration_of(df: pl.DataFrame, cfg: Config, scale: int) -> Concentration
                          head_shares=HEAD_SHARES + (cfg.pareto.head_share,), rank=df["pareto_rank"].to_numpy())
 
 
-def _guard(previous: pl.DataFrame, df: pl.DataFrame, cfg: Config, force: bool, warnings: list[str]) -> None:
+def _guard(previous: pl.DataFrame, df: pl.DataFrame, cfg: Config, force: bool,
+           warnings: list[RunWarning]) -> None:
     """Stop when customers or revenue fell by more than ``guard.max_drop`` against PREV."""
     prev = previous.filter(pl.col("reason") != "departed")
     prev_n, cur_n = prev.height, df.height
@@ -619,12 +622,13 @@ def _guard(previous: pl.DataFrame, df: pl.DataFrame, cfg: Config, force: bool, w
         raise InputDataError(
             f"the data shrank by more than guard.max_drop ({cfg.guard_max_drop:.0%}) against the previous run",
             [*drops, "a truncated export would demote many VIPs; check the export, or pass --force to go on"])
-    warnings.extend(f"--force: {d}" for d in drops)
+    warnings.extend(RunWarning("forced", f"--force: {d}") for d in drops)
 
 
 def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: dict[str, Any],
                out: pl.DataFrame, created_at: dt.datetime | None,
-               previous_meta: dict[str, Any] | None = None) -> dict[str, Any]:
+               previous_meta: dict[str, Any] | None = None,
+               warnings: list[RunWarning] | None = None) -> dict[str, Any]:
     """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``."""
     tiers = (out.lazy().select("tier", _units=money_units("monetary"))
              .group_by("tier").agg(n=pl.len(), revenue=units_to_money(pl.col("_units").sum())).sort("tier").collect())
@@ -647,8 +651,14 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
         "previous": ({"as_of": previous_meta.get("as_of"), "config_hash": previous_meta.get("config_hash"),
                       "departed": out.filter(pl.col("reason") == "departed")["customer_id"].to_list()}
                      if previous_meta is not None else None),
+        "warnings": warning_records(tx.warnings if warnings is None else warnings),
         "created_at": created_timestamp(created_at),
     }
+
+
+def warning_records(warnings: list[RunWarning]) -> list[dict[str, str]]:
+    """The run's warnings as the run record keeps them: kind and text."""
+    return [{"kind": w.kind, "text": w.text} for w in warnings]
 
 
 def created_timestamp(now: dt.datetime | None = None) -> str:
@@ -663,7 +673,7 @@ def created_timestamp(now: dt.datetime | None = None) -> str:
 
 
 def rfm_table(inputs: list[str], cfg: Config, *, progress: Callable[[str], None] = _quiet,
-              ) -> tuple[pl.DataFrame, dict[str, Any], list[str], pl.DataFrame | None]:
+              ) -> tuple[pl.DataFrame, dict[str, Any], list[RunWarning], pl.DataFrame | None]:
     """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers."""
     preload()
     progress(f"reading and checking {', '.join(inputs)}")

@@ -190,7 +190,7 @@ def test_identical_rows_are_counted_in_a_warning_and_kept(tmp_path: Path) -> Non
     out = tmp_path / "out.csv"
     result = run("rfm", str(f), "-o", str(out))
     assert result.exit_code == 0, result.stderr
-    assert ("segcli: warning: 2 rows are identical to an earlier row in every column: kept (line-item exports "
+    assert ("segcli: warning: [identical_rows] 2 rows are identical to an earlier row in every column: kept (line-item exports "
             "repeat legitimately); set [input] dedupe = true to drop them") in result.stderr.splitlines()
     df = pl.read_csv(out)
     assert df.filter(pl.col("customer_id") == "C1")["monetary"].item() == 30.0
@@ -206,8 +206,9 @@ def test_identical_rows_are_dropped_only_with_dedupe(tmp_path: Path) -> None:
     out = tmp_path / "out.csv"
     result = run("rfm", str(f), "-c", str(cfg), "-o", str(out), "--max-invalid", "1")
     assert result.exit_code == 0, result.stderr
-    assert "segcli: warning: 2 rows identical to an earlier row in every column dropped (input.dedupe = true)" \
-        in result.stderr.splitlines()
+    # dedupe = true is a decision, not a warning: counted in the record, nothing on stderr about it
+    assert result.stderr.splitlines() == [
+        "segcli: warning: [invalid_rows] 1 invalid row skipped (within --max-invalid 1); written to the rejects file"]
     assert pl.read_csv(out)["monetary"].to_list() == [10.0]
     # the rejected row keeps the line number of its first occurrence
     assert pl.read_csv(tmp_path / "out.csv.rejects.csv", infer_schema=False)["line"].to_list() == ["3"]
@@ -241,13 +242,21 @@ def test_rows_after_the_as_of_date_are_dropped_counted_and_fail_under_strict(tmp
     assert df["customer_id"].to_list() == ["C1"]
     assert meta["rows"]["rows_after_as_of"] == 2
     result = run("segment", str(f), "--as-of", "2024-03-10")
-    assert "segcli: warning: 2 rows dated after the as-of date 2024-03-10 dropped" in result.stderr.splitlines()
+    assert "segcli: warning: [after_as_of] 2 rows dated after the as-of date 2024-03-10 dropped" \
+        in result.stderr.splitlines()
     out.unlink()
     result = run("segment", str(f), "--as-of", "2024-03-10", "--strict", "-o", str(out))
     assert result.exit_code == 65
     assert result.stderr.splitlines()[0] == f"segcli: error: {f}: 1 warning under --strict: nothing written"
-    assert "  2 rows dated after the as-of date 2024-03-10 dropped" in result.stderr.splitlines()
+    assert result.stderr.splitlines()[1:] == ["  [after_as_of] 2 rows dated after the as-of date 2024-03-10 dropped",
+                                              "  to let this through: --allow after_as_of"]
     assert leftovers(tmp_path) == []
+    # the named kind lets the monthly job through: an export pulled after month end
+    result = run("segment", str(f), "--as-of", "2024-03-10", "--strict", "--allow", "after_as_of", "-o", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert read_assignments(str(out))[1]["warnings"] == [
+        {"kind": "after_as_of", "text": "2 rows dated after the as-of date 2024-03-10 dropped"}]
+    assert run("segment", str(f), "--strict", "--allow", "no_such_kind").exit_code == 2
 
 
 def test_customers_with_non_positive_revenue_are_kept_flagged_and_never_vip(tmp_path: Path) -> None:

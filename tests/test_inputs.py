@@ -246,7 +246,7 @@ def test_more_places_than_the_scale_are_rounded_half_even_with_a_warning(tmp_pat
     tx = load_transactions([str(f)], cfg)
     assert tx.tx.sort("line").collect()["amount_minor"].to_list() == [10_000, 10_002, 11_000]
     assert tx.counts["amounts_rounded"] == 2
-    assert any("rounded half-to-even" in w for w in tx.warnings)
+    assert [w.kind for w in tx.warnings if "rounded half-to-even" in w.text] == ["rounded"]
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -57,6 +57,11 @@ def _duration(minutes: int) -> str:
     return f"{minutes // 60} h = {minutes:,} min"
 
 
+def _listed(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), *items[-1:]]))
+
+
 def _code(value: Any) -> str:
     return "—" if value is None else f"`{value}`"
 
@@ -64,13 +69,15 @@ def _code(value: Any) -> str:
 def policy_markdown(doc: dict[str, Any], profile: Profile) -> str:
     """policy.md: the same document as a page for the admin."""
     fields = doc["fields"]
+    carried = [f"the {what} in {_code(fields[key])}" for key, what in
+               (("tier", "tier value"), ("label", "label"), ("vip_group", "VIP group")) if fields[key]]
     lines = [
         f"# Service tiers for {doc['system']} (profile `{doc['profile']}`)", "",
-        f"As of {doc['as_of']}. Each {doc['object']} record carries the tier value in "
-        f"{_code(fields['tier'])}, the label in {_code(fields['label'])} and the VIP group in "
-        f"{_code(fields['vip_group'])}, keyed on {_code(fields['key'])}. The service targets live in "
-        f"{doc['system']}, per tier, not on the records: set up one SLA policy per row below, once, "
-        "matching the tier value (and the VIP group where a group's terms differ from its tier's).", "",
+        f"As of {doc['as_of']}. Each {doc['object']} record is keyed on {_code(fields['key'])} and carries "
+        f"{_listed(carried) or 'no tier'}. "
+        f"The service targets live in {doc['system']}, per tier, not on the records: set up one SLA policy per "
+        "row below, once, matching the tier value (and the VIP group where a group's terms differ from its "
+        "tier's).", "",
     ]
     names = [profile.sla.get(term, term) for term in SLA_TERMS]
     header = ["tier", "label", "value", "VIP group", "customers", "service level", *names, "channel", "goodwill limit"]

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from segcli.errors import OutputError, UsageError
+from segcli.io import _pid_alive  # the one liveness test of the temp-file cleanup
 
 MANIFEST = "manifest.json"
 _AT_FDCWD = -100
@@ -57,16 +58,6 @@ def check_target(out: str, inputs: list[str], *, force: bool) -> Path:
         raise OutputError(f"cannot write {out}: the folder holds files that segcli export did not write "
                           f"(no segcli {MANIFEST})", ["choose another -o, or pass --force to replace the folder"])
     return target
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove(path: Path) -> None:

@@ -359,6 +359,18 @@ def test_generic_csv_reads_back_as_the_assignments_columns_it_carries(tmp_path: 
     assert back.equals(assignments.select(carried))
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_csv_and_jsonl_assignments_export_like_parquet(tmp_path: Path, months: dict[str, Path], suffix: str) -> None:
+    df = pl.read_parquet(months["dec"])
+    other = tmp_path / f"dec{suffix}"
+    df.write_csv(other) if suffix == ".csv" else df.write_ndjson(other)
+    for name, source in (("a", months["dec"]), ("b", other)):
+        result = run("export", str(source), "--profile", "zendesk", "-o", str(tmp_path / name))
+        assert result.exit_code == 0, result.stderr
+    for name in ("users-0001.csv", "requests.jsonl", "policy.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
 # ------------------------------------------------------------------ --changes-from
 
 

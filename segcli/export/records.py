@@ -19,6 +19,7 @@ DEPARTED = "departed"
 # What every export reads: the tier, the policy columns and the run's date (SPEC §5).
 NEEDED = ("customer_id", "tier", "tier_label", "vip_group", "reason", *SERVICE_FIELDS, "as_of")
 V2_TYPES = {"previous_tier": pl.String, "tier_since": pl.Date, "at_risk": pl.Boolean, "grace_until": pl.Date}
+DATE_COLUMNS = ("first_purchase", "last_purchase", "as_of", "tier_since", "grace_until")
 # Run dates: every run moves them, so they never make a customer "changed" on their own.
 VOLATILE = ("as_of", TIER_SINCE)
 ID, REASON = "__segcli_id", "__segcli_reason"  # helper columns, dropped before writing
@@ -45,7 +46,9 @@ def read_export_input(path: str) -> Assignments:
     if missing:
         raise InputDataError(f"{path}: not a segcli assignments file (missing {', '.join(missing)})",
                              [f"columns in the file: {', '.join(df.columns[:20])}"])
-    df = df.with_columns(pl.col("customer_id").cast(pl.String))
+    # JSONL holds dates as text; CSV and Parquet already as dates
+    dates = [c for c in DATE_COLUMNS if c in df.columns and df.schema[c] == pl.String]
+    df = df.with_columns(pl.col("customer_id").cast(pl.String), *(pl.col(c).str.to_date(strict=False) for c in dates))
     problems = []
     bad_tier = df.filter(~pl.col("tier").is_in(TIERS) | pl.col("tier").is_null())
     if bad_tier.height:

@@ -203,6 +203,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any], path: str = "") -> dict[s
     for key, value in over.items():
         where = f"{path}{key}"
         free = table in OPEN_TABLES or table.startswith("service.groups.")  # keys users may add
+        free = free or where == "export"  # export profiles: checked by segcli.export.profiles
         if key not in base and not free:
             raise ConfigError(f"unknown configuration key '{where}'", [f"known keys here: {', '.join(sorted(base))}"])
         if isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -500,6 +501,10 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
             raise rd.fail(f"service.groups.{name}", f"no VIP group is named {name!r}; groups: {', '.join(sorted(known_groups))}")
         groups[name] = _terms(rd, f"service.groups.{name}", node, zhixin)
     service = ServiceConfig(yuxin=yuxin, zhixin=zhixin, groups=groups)
+    if "export" in doc:
+        from segcli.export.profiles import check_export_section
+
+        check_export_section(doc["export"], source)
 
     return Config(
         input=inp,

@@ -557,6 +557,17 @@ def _chart_font(font: str | None, cfg: Config, quiet: bool, *, required: bool = 
         return None
 
 
+def _read_previous(previous: str | None) -> tuple[pl.DataFrame | None, dict[str, Any] | None]:
+    """--previous: the assignments and run record of the earlier run (segment_cmd has a copy)."""
+    if previous is None:
+        return None, None
+    prev_df, prev_meta = read_assignments(previous)
+    missing = {"customer_id", "tier", "reason", "monetary"} - set(prev_df.columns)
+    if missing:
+        raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
+    return prev_df, prev_meta
+
+
 @app.command("report")
 @handle_errors
 def report_cmd(
@@ -584,12 +595,7 @@ def report_cmd(
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row)
     check_output_path(output, inputs + ([previous] if previous else []))
-    prev_df = prev_meta = None
-    if previous is not None:
-        prev_df, prev_meta = read_assignments(previous)
-        missing = {"customer_id", "tier", "reason", "monetary"} - set(prev_df.columns)
-        if missing:
-            raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
+    prev_df, prev_meta = _read_previous(previous)
     chart_font = _chart_font(font, cfg, quiet, required=True) if kind == "md" else None
     progress = Progress(quiet)
     try:

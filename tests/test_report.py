@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SAMPLE, write_csv
-from report_helpers import Tables, need, need_plotly, page_data, run, sample_report  # noqa: F401
+from conftest import SAMPLE
+from report_helpers import Tables, need, need_plotly, page_data, run
 from segcli import fonts
 from segcli.cli import app
 from segcli.config import load_config
@@ -296,3 +296,9 @@ def test_pareto_plot_without_a_chinese_font_warns_and_keeps_to_english(tmp_path:
     assert result.exit_code == 0
     assert "segcli: warning: no font with Chinese glyphs found" in result.stderr
     assert not [w for w in caught if "missing from" in str(w.message)]
+
+
+def test_report_has_help_with_an_example() -> None:
+    result = invoke("report", "--help")
+    assert result.exit_code == 0
+    assert "Example: segcli report" in result.stdout

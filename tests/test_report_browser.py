@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from report_helpers import ARTIFACTS, CHROMIUM, need_chromium, page_data, sample_report  # noqa: F401
+from report_helpers import ARTIFACTS, CHROMIUM, need_chromium, page_data
 
 pytestmark = pytest.mark.browser
 

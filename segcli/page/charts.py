@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from segcli.errors import ConfigError
-from segcli.page.results import Migration, ReportResults
+from segcli.page.results import Migration, ReportResults, matrix_cells
 from segcli.page.text import tier_name, tr
 from segcli.plot import CURVE, EQUAL, HEAD, VIP
 from segcli.tiers import YUXIN, ZHIXIN
@@ -146,10 +146,7 @@ def rfm_heatmap(r: ReportResults, lang: str) -> Figure:
 def migration_heatmap(m: Migration, r: ReportResults, lang: str) -> Figure:
     """The from-tier x to-tier matrix of ``diff``: customers (and their revenue) per cell."""
     go = plotly_go()
-    mx = m.diff.matrix
-    froms = [t for t in (ZHIXIN, YUXIN, "(new)") if t in mx["from_tier"].to_list()]
-    tos = [t for t in (ZHIXIN, YUXIN, "(departed)") if t in mx["to_tier"].to_list()]
-    cell = {(a, b): (n, rev) for a, b, n, rev in mx.select("from_tier", "to_tier", "customers", "revenue").iter_rows()}
+    froms, tos, cell = matrix_cells(m.diff.matrix)
     z = [[cell.get((a, b), (0, 0.0))[0] for b in tos] for a in froms]
     text = [[f"{cell[(a, b)][0]:,}<br>{cell[(a, b)][1]:,.2f}" if (a, b) in cell else "" for b in tos] for a in froms]
     heat = go.Heatmap(z=z, x=[tier_name(t, r.labels, lang) for t in tos], y=[tier_name(t, r.labels, lang) for t in froms],

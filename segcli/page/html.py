@@ -15,8 +15,9 @@ from typing import Any
 
 import polars as pl
 
-from segcli.page.charts import all_figures, group_name
+from segcli.config import SERVICE_FIELDS
 from segcli.diff import change_counts
+from segcli.page.charts import all_figures, group_name
 from segcli.page.results import LIST_ROWS, ReportResults, headline
 from segcli.page.text import LANGS, column, tier_name, tr
 from segcli.report import _display, concentration_document, concentration_tables, to_records
@@ -119,14 +120,12 @@ def chart(cid: str) -> str:
     return f'<div class="chart" id="{cid}"></div>'
 
 
-SERVICE_COLUMNS = ("service_level", "first_response_minutes", "resolution_hours", "update_interval_hours",
-                   "channel", "goodwill_limit")
 
 
 def body_sections(r: ReportResults) -> list[str]:
     """The page below the headline: every chart with the table it is drawn from."""
     s, pareto = r.summaries, concentration_tables(r.concentration)
-    tier_only = s["tier"].drop(*SERVICE_COLUMNS, strict=False)
+    tier_only = s["tier"].drop(*SERVICE_FIELDS, strict=False)
     parts = [
         section("concentration", bi("sec_concentration"), chart("chart-concentration"),
                 '<div class="pair">' + table(pareto["head"], r, "pareto.head") + table(pareto["top"], r, "pareto.top")
@@ -136,11 +135,11 @@ def body_sections(r: ReportResults) -> list[str]:
         section("rfm", bi("sec_rfm"), chart("chart-rfm-grid"), table(s["rfm_segment"], r, "summary.rfm_segment")),
         section("clusters", bi("sec_clusters"), chart("chart-clusters"), table(s["cluster"], r, "summary.cluster")),
         section("vip-groups", bi("sec_vip_groups"),
-                chart("chart-vip-groups"), table(s["vip_group"].drop(*SERVICE_COLUMNS, strict=False), r,
+                chart("chart-vip-groups"), table(s["vip_group"].drop(*SERVICE_FIELDS, strict=False), r,
                                                  "summary.vip_group")),
         section("service", bi("sec_service"),
-                table(s["tier"].select("tier", "label", *SERVICE_COLUMNS), r, "summary.tier", tier_cols=("tier",)),
-                table(s["vip_group"].select("vip_group", *SERVICE_COLUMNS), r, "summary.vip_group")),
+                table(s["tier"].select("tier", "label", *SERVICE_FIELDS), r, "summary.tier", tier_cols=("tier",)),
+                table(s["vip_group"].select("vip_group", *SERVICE_FIELDS), r, "summary.vip_group")),
         section("reasons", bi("sec_reasons"), table(s["reason"].select("reason", "customers", "customer_share",
                                                                        "revenue", "revenue_share"), r, "summary.reason")),
     ]

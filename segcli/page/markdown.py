@@ -6,14 +6,13 @@ from __future__ import annotations
 import polars as pl
 from tabulate import tabulate
 
+from segcli.config import SERVICE_FIELDS
 from segcli.diff import change_counts
 from segcli.page.results import LIST_ROWS, ReportResults, headline
 from segcli.page.text import column, tier_name, tr
 from segcli.report import _display, concentration_tables
 
 TIER_COLUMNS = ("tier", "from_tier", "to_tier")
-SERVICE_COLUMNS = ("service_level", "first_response_minutes", "resolution_hours", "update_interval_hours",
-                   "channel", "goodwill_limit")
 
 
 def md_table(df: pl.DataFrame, r: ReportResults, lang: str) -> str:
@@ -44,12 +43,12 @@ def page_markdown(r: ReportResults, *, lang: str, images: dict[str, str]) -> str
             out.extend([md_table(t, r, lang), ""])
 
     part("sec_concentration", "concentration", pareto["head"], pareto["top"], pareto["abc"])
-    part("sec_tiers", "tiers", s["tier"].drop(*SERVICE_COLUMNS, strict=False))
+    part("sec_tiers", "tiers", s["tier"].drop(*SERVICE_FIELDS, strict=False))
     part("sec_rfm", "rfm", s["rfm_segment"])
     part("sec_clusters", None, s["cluster"])
-    part("sec_vip_groups", None, s["vip_group"].drop(*SERVICE_COLUMNS, strict=False))
-    part("sec_service", None, s["tier"].select("tier", "label", *SERVICE_COLUMNS),
-         s["vip_group"].select("vip_group", *SERVICE_COLUMNS))
+    part("sec_vip_groups", None, s["vip_group"].drop(*SERVICE_FIELDS, strict=False))
+    part("sec_service", None, s["tier"].select("tier", "label", *SERVICE_FIELDS),
+         s["vip_group"].select("vip_group", *SERVICE_FIELDS))
     part("sec_reasons", None, s["reason"].select("reason", "customers", "customer_share", "revenue", "revenue_share"))
     if r.migration is not None:
         m = r.migration

@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from segcli.page.results import ReportResults
+from segcli.page.results import ReportResults, matrix_cells
 from segcli.page.text import tier_name, tr
 from segcli.plot import CURVE, CurveMarks, draw_concentration, figure_bytes, pyplot
-from segcli.tiers import YUXIN, ZHIXIN
 
 WIDTH, HEIGHT, DPI = 10, 6, 100  # every PNG is 1000 x 600 pixels
 PNG_SIZE = (WIDTH * DPI, HEIGHT * DPI)
@@ -66,10 +65,7 @@ def _rfm(ax: Any, r: ReportResults, lang: str) -> None:
 def _migration(ax: Any, r: ReportResults, lang: str) -> None:
     """The diff matrix: customers and revenue from each tier of the previous run to each now."""
     assert r.migration is not None
-    mx = r.migration.diff.matrix
-    froms = [t for t in (ZHIXIN, YUXIN, "(new)") if t in mx["from_tier"].to_list()]
-    tos = [t for t in (ZHIXIN, YUXIN, "(departed)") if t in mx["to_tier"].to_list()]
-    cell = {(a, b): (n, rev) for a, b, n, rev in mx.select("from_tier", "to_tier", "customers", "revenue").iter_rows()}
+    froms, tos, cell = matrix_cells(r.migration.diff.matrix)
     z = np.array([[cell.get((a, b), (0, 0.0))[0] for b in tos] for a in froms])
     text = [[f"{cell[(a, b)][0]:,}\n{cell[(a, b)][1]:,.2f}" if (a, b) in cell else "" for b in tos] for a in froms]
     _heatmap(ax, z, text, [tier_name(t, r.labels, lang) for t in tos], [tier_name(t, r.labels, lang) for t in froms],

@@ -142,6 +142,15 @@ def at_risk_vips(df: pl.DataFrame) -> pl.DataFrame | None:
             .sort("monetary", "customer_id", descending=[True, False]).select(cols))
 
 
+def matrix_cells(matrix: pl.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, str], tuple[int, float]]]:
+    """The rows (from tiers), columns (to tiers) and cells (customers, revenue) of a diff
+    matrix, in reading order: 知心, 遇心, then new / departed."""
+    froms = [t for t in (ZHIXIN, YUXIN, "(new)") if t in matrix["from_tier"].to_list()]
+    tos = [t for t in (ZHIXIN, YUXIN, "(departed)") if t in matrix["to_tier"].to_list()]
+    cells = {(a, b): (n, rev) for a, b, n, rev in matrix.select("from_tier", "to_tier", "customers", "revenue").iter_rows()}
+    return froms, tos, cells
+
+
 def pareto_need(c: Concentration, share: float) -> tuple[int, float]:
     """(customers, share of customers) holding ``share`` of revenue, as ``pareto`` reports it."""
     return c.head.get(share, (0, 0.0))

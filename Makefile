@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast typecheck sample bench clean
+.PHONY: demo test test-fast typecheck sample bench clean report-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# segcli report's extras and its browser tests' needs: Debian's Chromium and a CJK font
+# (apt-get only when missing), then segcli[report,browser] into .venv. CI runs it (.ci/run).
+report-deps: $(STAMP)
+	@if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; \
+	fi
+	$(BIN)/pip install --quiet -e '.[test,report,browser]'
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy --version >/dev/null 2>&1 || $(BIN)/pip install --quiet 'mypy>=1.10'

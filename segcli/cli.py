@@ -24,14 +24,15 @@ import typer
 
 from segcli import __version__
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, load_config
-from segcli.diff import change_counts, tier_diff
+from segcli.diff import change_counts, change_lists, tier_diff
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods
-from segcli.plot import plot_format, write_plot
+from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
                              parse_size, rfm_table, segment, warning_records)
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
+from segcli.tiers import vip_limit
 
 app = typer.Typer(
     name="segcli",
@@ -389,6 +390,7 @@ def rfm_cmd(
 def pareto_cmd(
     inputs: Inputs,
     plot: Annotated[str | None, typer.Option("--plot", help="Also draw the concentration curve to a .png, .svg or .html file.", show_default=False)] = None,
+    font: Annotated[str | None, typer.Option("--font", help="--plot: a font file with Chinese glyphs [default: found with fontconfig].", show_default=False)] = None,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
@@ -410,7 +412,8 @@ def pareto_cmd(
     conc = concentration_of(table, cfg, tx.scale)
     _warn(tx.warnings, cfg, quiet, inputs)
     if plot is not None:
-        write_plot(table["monetary_minor"].to_numpy(), conc, plot, head_share=cfg.pareto.head_share)
+        marks = CurveMarks(conc, cfg.pareto.head_share, vip_limit(cfg.tiers, conc.customers), cfg.tiers.labels)
+        write_plot(curve_points(table["cum_share"].to_numpy()), marks, plot, font=_chart_font(font, cfg, quiet))
         if not quiet:
             _err(f"segcli: wrote {plot}")
     sys.stdout.write(render_concentration(conc, _table_format(fmt, as_json)))
@@ -468,9 +471,7 @@ def diff_cmd(
         if output == "-":
             return
     fmt = _table_format(fmt, as_json)
-    lists = {kind: moved.filter(pl.col("change") == kind).sort("to_monetary", "from_monetary", "customer_id",
-                                                                 descending=[True, True, False], nulls_last=True)
-             for kind in ("upgrade", "downgrade", "group_change", "new", "departed")}
+    lists = change_lists(d)
     if fmt == "json":
         doc = {"previous": prev, "current": curr, "matrix": to_records(d.matrix),
                "counts": dict(change_counts(d).iter_rows()),
@@ -598,6 +599,81 @@ def export_cmd(
     table = pl.DataFrame(result.files).select("path", "kind", "rows", "bytes")
     what = f"{m['records']:,} changed customers ({m['departed']:,} departed)" if m["changes_from"] else f"{m['records']:,} customers"
     sys.stdout.write(render(table, fmt, title=f"{m['profile']['system']}: {what} as of {m['as_of']} -> {output}"))
+
+
+class Lang(str, Enum):
+    zh = "zh"
+    en = "en"
+
+
+def _chart_font(font: str | None, cfg: Config, quiet: bool, *, required: bool = False) -> Path | None:
+    """The font for Chinese labels on PNG/SVG charts: --font (checked), else one found on the
+    machine; without one, an error when ``required``, else a warning (English labels)."""
+    from segcli.fonts import find_cjk_font
+    from segcli.page.text import all_text
+
+    try:
+        return find_cjk_font(font, text=all_text(cfg.tiers.labels))
+    except SegcliError as exc:
+        if font is not None or required:
+            raise
+        if not quiet:
+            _err(f"segcli: warning: {exc.message}: the chart's labels are in English only; "
+                 "install one (e.g. apt-get install fonts-wqy-microhei) or pass --font PATH")
+        return None
+
+
+def _read_previous(previous: str | None) -> tuple[pl.DataFrame | None, dict[str, Any] | None]:
+    """--previous: the assignments and run record of the earlier run (segment_cmd has a copy)."""
+    if previous is None:
+        return None, None
+    prev_df, prev_meta = read_assignments(previous)
+    missing = {"customer_id", "tier", "reason", "monetary"} - set(prev_df.columns)
+    if missing:
+        raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
+    return prev_df, prev_meta
+
+
+@app.command("report")
+@handle_errors
+def report_cmd(
+    inputs: Inputs,
+    output: Annotated[str, typer.Option("--output", "-o", help="report.html (one self-contained page) or report.md (Markdown, PNG charts beside it).", show_default=False)],
+    previous: Annotated[str | None, typer.Option("--previous", help="Previous assignments file: the run keeps VIPs stable, and the page shows the migrations.", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
+    lang: Annotated[Lang, typer.Option("--lang", help="The language the page opens in (the HTML page switches).")] = Lang.zh,
+    font: Annotated[str | None, typer.Option("--font", help=".md: a font file with Chinese glyphs for the PNG charts [default: found with fontconfig].", show_default=False)] = None,
+    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
+    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
+    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
+    memory_limit: MemoryOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
+) -> None:
+    """One page for a manager: headline figures, concentration, tiers, R x F grid, profiles,
+    service terms and, with --previous, the migrations. Needs segcli[report] for HTML.
+
+    Example: segcli report sample_data/transactions.csv --previous last-month.parquet -o report.html
+    """
+    from segcli.page.results import build_results
+    from segcli.page.write import report_kind, write_report
+
+    _memory_limit(memory_limit)
+    kind = report_kind(output)
+    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
+                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
+    check_output_path(output, inputs + ([previous] if previous else []))
+    prev_df, prev_meta = _read_previous(previous)
+    chart_font = _chart_font(font, cfg, quiet, required=True) if kind == "md" else None
+    progress = Progress(quiet)
+    try:
+        result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress)
+        progress("writing the report")
+        results = build_results(result, cfg, inputs=inputs, previous=prev_df, previous_name=previous or "")
+        _warn(result.warnings, cfg, quiet, inputs)
+        written = write_report(results, output, lang=lang.value, font=chart_font)
+    finally:
+        progress.done()
+    if not quiet:
+        _err(f"segcli: wrote {', '.join(written)}")
 
 
 def version_callback(value: bool) -> None:

@@ -61,20 +61,40 @@ def tier_diff(prev: pl.DataFrame, curr: pl.DataFrame, *, prev_name: str = "PREV"
         .rename({f"{d}_curr": d for d in DETAIL if f"{d}_curr" in joined.columns})
         .sort("customer_id")
     )
-    matrix = (
+    matrix = _moves(changes, "from_tier", "to_tier").sort("from_tier", "to_tier", descending=True)
+    return TierDiff(changes, matrix)
+
+
+def _moves(changes: pl.DataFrame, *keys: str) -> pl.DataFrame:
+    """Customers and current revenue (the previous one for departed customers) per ``keys``."""
+    return (
         changes.with_columns(
             pl.col("from_tier").fill_null("(new)"),
             pl.col("to_tier").fill_null("(departed)"),
             revenue=pl.coalesce("to_monetary", "from_monetary"),
         )
-        .group_by("from_tier", "to_tier")
+        .group_by(*keys)
         .agg(customers=pl.len(), revenue=pl.col("revenue").cast(pl.Decimal(38, 8)).sum().cast(pl.Float64))
-        .sort("from_tier", "to_tier", descending=True)
     )
-    return TierDiff(changes, matrix)
 
 
 def change_counts(diff: TierDiff) -> pl.DataFrame:
     counts = diff.changes.group_by("change").agg(customers=pl.len())
     order = pl.DataFrame({"change": list(CHANGES)})
     return order.join(counts, on="change", how="left").with_columns(pl.col("customers").fill_null(0))
+
+
+def change_lists(diff: TierDiff) -> dict[str, pl.DataFrame]:
+    """The moved customers of each kind (upgrade, downgrade, group_change, new, departed),
+    biggest current revenue first: the lists ``segcli diff`` prints and ``--json`` holds."""
+    moved = diff.moved
+    return {kind: moved.filter(pl.col("change") == kind).sort("to_monetary", "from_monetary", "customer_id",
+                                                               descending=[True, True, False], nulls_last=True)
+            for kind in CHANGES if kind != "unchanged"}
+
+
+def tier_flows(diff: TierDiff) -> pl.DataFrame:
+    """Customers and revenue moving from each (tier, VIP group) of the previous run to each of
+    this one: the matrix split by VIP group (summed over the groups it is ``diff.matrix``)."""
+    return _moves(diff.changes, "from_tier", "from_group", "to_tier", "to_group").sort(
+        "from_tier", "from_group", "to_tier", "to_group", descending=[True, False, True, False], nulls_last=True)

@@ -51,3 +51,6 @@ def small_csv(tmp_path: Path) -> Path:
         "C4,2025-01-25,15.50,O5",
         "C5,2025-01-26,-20.00,O6",
     ])
+
+
+pytest_plugins = ["report_helpers"]  # segcli report: the sample_report fixture, once per session

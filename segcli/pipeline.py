@@ -405,6 +405,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         warnings.append(RunWarning("rounded", f"{rounded} amount{'s' if rounded > 1 else ''} had more than "
                                    f"{inp.amount_scale} decimal places and {'were' if rounded > 1 else 'was'} "
                                    "rounded half-to-even"))
+    assert isinstance(latest, dt.date)
     stale = stale_warning(latest, cfg)
     if stale is not None:
         warnings.append(stale)
@@ -722,7 +723,7 @@ def config_changed(previous_meta: dict[str, Any] | None, cfg: Config) -> RunWarn
         return None
     more = f" (and {len(keys) - CHANGED_KEYS_SHOWN} more)" if len(keys) > CHANGED_KEYS_SHOWN else ""
     return RunWarning("config_changed", f"the config differs from the one the previous run was made with "
-                      f"(config hash {str(previous_meta.get('config_hash', ''))[:12]} -> {cfg.hash[:12]}): "
+                      f"(config hash {str((previous_meta or {}).get('config_hash', ''))[:12]} -> {cfg.hash[:12]}): "
                       f"{'; '.join(keys[:CHANGED_KEYS_SHOWN])}{more}")
 
 

@@ -177,7 +177,7 @@ def service_table(service: ServiceConfig, groups: list[str], *, scale: int | Non
     ``money="decimal"``, a ``Decimal(38, scale)`` (SPEC §5)."""
     rows: list[tuple[str, str | None, ServiceTerms]] = [(YUXIN, None, service.yuxin), (ZHIXIN, None, service.zhixin)]
     rows += [(ZHIXIN, g, service.for_group(g)) for g in groups]
-    goodwill: pl.DataType = pl.Float64
+    goodwill: pl.DataType | type[pl.DataType] = pl.Float64
     records = [{"tier": tier, "vip_group": group, **terms.__dict__} for tier, group, terms in rows]
     if scale is not None:
         quantum = Decimal(1).scaleb(-scale)

@@ -12,7 +12,6 @@ customer buckets, and ``customer table`` then aggregates them bucket by bucket.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import sys
@@ -27,8 +26,6 @@ def main() -> None:
     ap.add_argument("--memory-limit", default=None, help="as segcli's --memory-limit (e.g. 4G)")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
-    if args.memory_limit:
-        os.environ["SEGCLI_MEMORY_LIMIT"] = args.memory_limit
 
     started = time.perf_counter()
     import polars as pl
@@ -42,6 +39,7 @@ def main() -> None:
 
     imported = time.perf_counter() - started
     cfg = load_config(None)
+    limit = P.parse_size(args.memory_limit) if args.memory_limit else None
     times: dict[str, list[float]] = {}
     peaks: dict[str, float] = {}
 
@@ -55,7 +53,7 @@ def main() -> None:
     for _ in range(args.repeat):
         preload()
         t = time.perf_counter()
-        tx = P.load_transactions([args.input], cfg, aggregate=P.rfm_features)
+        tx = P.load_transactions([args.input], cfg, aggregate=P.rfm_features, memory_limit=limit)
         t = stage("reading + checking (+ aggregating)", t)
         df = P.customer_table(tx, cfg)
         t = stage("customer table (features, scores, Pareto)", t)

@@ -86,7 +86,7 @@ AllowOpt = Annotated[list[str] | None, typer.Option("--allow", help="A warning k
 MaxInvalidOpt = Annotated[float | None, typer.Option("--max-invalid", help="Tolerate N bad rows (or a share < 1); they go to OUT.rejects.csv.", show_default=False)]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Maximum worker threads.", show_default=False, min=1)]
-MemoryOpt = Annotated[str | None, typer.Option("--memory-limit", help="Memory budget, e.g. 4G: large exports are aggregated in customer buckets sized to it (env SEGCLI_MEMORY_LIMIT).", show_default=False)]
+MemoryOpt = Annotated[str | None, typer.Option("--memory-limit", envvar=MEMORY_LIMIT_ENV, help="Memory budget, e.g. 4G: large exports are aggregated in customer buckets sized to it (env SEGCLI_MEMORY_LIMIT).", show_default=False)]
 FormatOpt = Annotated[str, typer.Option("--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no warnings on the terminal.")]
@@ -94,11 +94,10 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of inte
 OutEncodingOpt = Annotated[CsvEncoding | None, typer.Option("--output-encoding", help="Encoding of CSV output.", show_default=False)]
 
 
-def _memory_limit(limit: str | None) -> None:
-    """--memory-limit: checked here (exit 2 when it is no size), read by the pipeline."""
-    if limit is not None:
-        parse_size(limit)
-        os.environ[MEMORY_LIMIT_ENV] = limit
+def _memory_limit(limit: str | None) -> int | None:
+    """--memory-limit (or SEGCLI_MEMORY_LIMIT, its default) in bytes, passed to the core as
+    a parameter: exit 2 when it is no size."""
+    return parse_size(limit) if limit is not None and limit.strip() else None
 
 
 def _err(text: str) -> None:
@@ -191,16 +190,7 @@ def _table_format(fmt: str, as_json: bool) -> str:
 
 
 def _warn(warnings: list[RunWarning], cfg: Config, quiet: bool, inputs: list[str]) -> None:
-    """Print warnings; under --strict (or analysis.strict) those whose kind is not allowed
-    (--allow, analysis.allow) stop the run with exit 65."""
-    blocking = [w for w in warnings if w.kind not in cfg.analysis.allow]
-    if blocking and cfg.analysis.strict:
-        kinds = sorted({w.kind for w in blocking})
-        raise InputDataError(f"{', '.join(inputs)}: {len(blocking)} warning{'s' if len(blocking) > 1 else ''} "
-                             "under --strict: nothing written",
-                             [str(w) for w in blocking]
-                             + [f"to let {'these' if len(kinds) > 1 else 'this'} through: "
-                                + " ".join(f"--allow {k}" for k in kinds)])
+    """Print warnings (--strict is enforced by the core: ``pipeline.check_strict``)."""
     if not quiet:
         for w in warnings:
             _err(f"segcli: warning: {w}")
@@ -254,7 +244,7 @@ def segment_cmd(
     inputs: Inputs,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Assignments file: .parquet, .csv, .jsonl, or - for CSV on stdout.", show_default=False)] = None,
     previous: Annotated[str | None, typer.Option("--previous", help="Previous assignments file: keeps VIPs stable (hysteresis) and marks departed customers.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous, or --previous is not an earlier run.")] = False,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
@@ -266,7 +256,7 @@ def segment_cmd(
 
     Example: segcli segment sample_data/transactions.csv -o assignments.parquet
     """
-    _memory_limit(memory_limit)
+    limit = _memory_limit(memory_limit)
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
@@ -281,7 +271,8 @@ def segment_cmd(
             raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
     progress = Progress(quiet)
     try:
-        result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress)
+        result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress,
+                         memory_limit=limit)
         progress.done()
         _warn(result.warnings, cfg, quiet, inputs)
         if output is not None and output != "-":
@@ -339,7 +330,7 @@ def rfm_cmd(
 
     Example: segcli rfm sample_data/transactions.csv -o rfm.csv --style lifetimes --freq W
     """
-    _memory_limit(memory_limit)
+    limit = _memory_limit(memory_limit)
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
@@ -348,7 +339,7 @@ def rfm_cmd(
         check_output_path(output, inputs)
     if style is Style.lifetimes:
         periods = functools.partial(lifetimes_periods, freq=freq.value)
-        tx = load_transactions(inputs, cfg, aggregate=periods)
+        tx = load_transactions(inputs, cfg, aggregate=periods, memory_limit=limit)
         df = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq.value,
                               scale=tx.scale).collect()
         meta = {"schema_version": 1, "version": __version__, "style": "lifetimes", "freq": freq.value,
@@ -357,7 +348,7 @@ def rfm_cmd(
     else:
         progress = Progress(quiet)
         try:
-            df, meta, warnings, rejects = rfm_table(inputs, cfg, progress=progress)
+            df, meta, warnings, rejects = rfm_table(inputs, cfg, progress=progress, memory_limit=limit)
         finally:
             progress.done()
     _warn(warnings, cfg, quiet, inputs)
@@ -401,13 +392,13 @@ def pareto_cmd(
 
     Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
-    _memory_limit(memory_limit)
+    limit = _memory_limit(memory_limit)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     if plot is not None:
         plot_format(plot)
         check_output_path(plot, inputs)
-    tx = load_transactions(inputs, cfg)
+    tx = load_transactions(inputs, cfg, memory_limit=limit)
     table = customer_table(tx, cfg)
     conc = concentration_of(table, cfg, tx.scale)
     _warn(tx.warnings, cfg, quiet, inputs)
@@ -509,10 +500,11 @@ def validate_cmd(
 
     Example: segcli validate export.csv --strict
     """
-    _memory_limit(memory_limit)
+    limit = _memory_limit(memory_limit)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
-    tx = load_transactions(inputs, cfg, count_identical=True)  # the checking command always counts them
+    # the checking command always counts identical rows
+    tx = load_transactions(inputs, cfg, count_identical=True, memory_limit=limit)
     _warn(tx.warnings, cfg, quiet, inputs)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":

@@ -15,6 +15,7 @@ import glob
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import polars.selectors as cs
 
 from segcli.errors import InputDataError, InputMissingError, OutputError, UsageError
 
@@ -552,6 +554,20 @@ def _csv_bytes(df: pl.DataFrame, encoding: str) -> bytes:
     return text.encode("utf-8-sig" if encoding == "utf-8-sig" else "gb18030")
 
 
+def _ndjson_bytes(df: pl.DataFrame) -> bytes:
+    """JSON Lines; decimal money columns (``output.money = "decimal"``) as JSON numbers with
+    their exact decimal text (Polars writes decimals as strings; SPEC §5: numbers)."""
+    decimals = [name for name, dtype in df.schema.items() if isinstance(dtype, pl.Decimal)]
+    buf = io.BytesIO()
+    if not decimals:
+        df.write_ndjson(buf)
+        return buf.getvalue()
+    df.with_columns(pl.col(decimals).cast(pl.String)).write_ndjson(buf)
+    # a key followed by ":" can only be a key: inside a string value the quotes are escaped
+    keys = b"|".join(re.escape(json.dumps(name, ensure_ascii=False).encode("utf-8")) for name in decimals)
+    return re.sub(rb"(" + keys + rb'):"(-?[0-9]+(?:\.[0-9]+)?)"', rb"\1:\2", buf.getvalue())
+
+
 def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_encoding: str = "utf-8") -> list[str]:
     """Write ``df`` to ``out`` (parquet/csv/jsonl or ``-``) atomically with its run metadata.
 
@@ -571,7 +587,7 @@ def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_
         elif kind == "csv":
             tmp.write_bytes(_csv_bytes(df, csv_encoding))
         else:
-            df.write_ndjson(tmp)
+            tmp.write_bytes(_ndjson_bytes(df))
     written = [str(final)]
     if kind != "parquet" and meta is not None:
         side = final.with_name(final.name + ".meta.json")
@@ -622,7 +638,8 @@ def read_assignments(path: str) -> tuple[pl.DataFrame, dict[str, Any]]:
         if kind == "parquet":
             raw = pl.read_parquet_metadata(p).get("segcli")
             meta = json.loads(raw) if raw else {}
-            return pl.read_parquet(p), meta
+            # decimal money (output.money = "decimal") is read as the floats segcli computes with
+            return pl.read_parquet(p).with_columns(cs.decimal().cast(pl.Float64)), meta
         side = p.with_name(p.name + ".meta.json")
         meta = json.loads(side.read_text(encoding="utf-8")) if side.exists() else {}
         if kind == "csv":

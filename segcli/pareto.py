@@ -24,14 +24,20 @@ def _frac(share: float) -> Fraction:
     return Fraction(str(share))
 
 
-def before_line(share: float) -> pl.Expr:
-    """True while the revenue before this customer is below ``share`` of the total: the
-    customer is inside the smallest head reaching ``share`` (the one crossing it included).
-    Needs ``x`` (clipped minor units), ``cum_before`` and ``total`` columns."""
+def in_head(cum_before: pl.Expr, total: pl.Expr, share: float) -> pl.Expr:
+    """THE head rule, for the classes and the head sizes alike: a customer is inside the
+    smallest prefix whose cumulative revenue reaches ``share`` of the total (the one
+    crossing the line included) when the revenue before them is below ``share · total``.
+
+    Exact: Int128 products of minor units (< 2^63) and the share's fraction cannot wrap.
+    """
     f = _frac(share)
-    return (pl.col("total") > 0) & (
-        pl.col("cum_before").cast(pl.Int128) * f.denominator < pl.col("total").cast(pl.Int128) * f.numerator
-    )
+    return (total > 0) & (cum_before.cast(pl.Int128) * f.denominator < total.cast(pl.Int128) * f.numerator)
+
+
+def before_line(share: float) -> pl.Expr:
+    """:func:`in_head` on the ``cum_before`` and ``total`` columns."""
+    return in_head(pl.col("cum_before"), pl.col("total"), share)
 
 
 def pareto_rank(lf: pl.LazyFrame, cfg: ParetoConfig, *, keep_share: float | None = None) -> pl.LazyFrame:
@@ -108,12 +114,13 @@ def concentration(x_minor: np.ndarray, classes: list[str] | np.ndarray, scale: i
     cum = np.cumsum(x, dtype=np.int64)
     head: dict[float, tuple[int, float]] = {}
     top: dict[float, tuple[int, float]] = {}
-    for share in sorted(set(head_shares)):
-        f = _frac(share)
-        # smallest k with cum[k-1] >= share * total, in exact integers
-        need = 0 if total == 0 else int(np.searchsorted(cum * f.denominator >= total * f.numerator, True)) + 1
-        need = min(need, n) if total else 0
-        head[share] = (need, need / n if n else 0.0)
+    shares = sorted(set(head_shares))
+    # the customers in each head, by the very rule that gives the classes
+    before = pl.DataFrame({"cum_before": cum - x})
+    needed = before.select(in_head(pl.col("cum_before"), pl.lit(total, pl.Int64), s).sum().alias(str(i))
+                           for i, s in enumerate(shares)).row(0) if n else (0,) * len(shares)
+    for share, need in zip(shares, needed):
+        head[share] = (int(need), need / n if n else 0.0)
     for share in TOP_SHARES:
         k = math.ceil(_frac(share) * n)
         top[share] = (k, (int(cum[k - 1]) / total) if (k and total) else 0.0)

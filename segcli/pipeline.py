@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import tempfile
 import os
@@ -29,7 +30,8 @@ from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, Column
                           date_hits, formats_for, invalid_expr, plain_amounts, resolve_columns)
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
 from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS
-from segcli.rfm import customer_features, money, money_units, orders, score_rfm, units_to_money, with_recency
+from segcli.rfm import (MONEY_PLACES, check_money_range, customer_features, money, money_columns, money_units, orders,
+                        score_rfm, with_recency)
 from segcli.tiers import YUXIN, ZHIXIN, assign_tiers, vip_groups, with_service_terms
 
 SCHEMA_VERSION = 1
@@ -42,7 +44,7 @@ EXAMPLES = 5  # bad rows shown per rule and file
 # of 10^7 rows of 10^6 customers peaks at 1.9 GB, start-up and customer table included)
 BYTES_PER_ROW = 200
 MIN_ROWS_PER_PART = 1_000_000
-MEMORY_LIMIT_ENV = "SEGCLI_MEMORY_LIMIT"
+MEMORY_LIMIT_ENV = "SEGCLI_MEMORY_LIMIT"  # read by the CLI only, as --memory-limit's default
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 
 
@@ -75,13 +77,12 @@ def estimate_rows(path: Path) -> int:
     return math.ceil(size * max(lines, 1) / len(head))
 
 
-def rows_per_part() -> int:
-    """Rows aggregated in one pass: ``ROWS_PER_PART``, or sized from ``SEGCLI_MEMORY_LIMIT``
-    (set by ``--memory-limit``): a smaller budget means more, smaller customer buckets."""
-    limit = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
-    if not limit:
+def rows_per_part(memory_limit: int | None = None) -> int:
+    """Rows aggregated in one pass: ``ROWS_PER_PART``, or sized from ``memory_limit`` (bytes,
+    ``--memory-limit``): a smaller budget means more, smaller customer buckets."""
+    if not memory_limit:
         return ROWS_PER_PART
-    return max(MIN_ROWS_PER_PART, parse_size(limit) // BYTES_PER_ROW)
+    return max(MIN_ROWS_PER_PART, memory_limit // BYTES_PER_ROW)
 
 
 @dataclass
@@ -148,7 +149,8 @@ Aggregate = Callable[[pl.LazyFrame], pl.LazyFrame]
 
 
 def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool | None = None,
-                      aggregate: Aggregate | None = None) -> Transactions:
+                      aggregate: Aggregate | None = None, memory_limit: int | None = None,
+                      strict: bool = True) -> Transactions:
     """Read every input, check every row, fix the as-of date and apply window and drops.
 
     One pass over the data gathers every count the checks need; examples of bad rows are
@@ -168,10 +170,17 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         Count rows identical to an earlier row (a hash of every row): ``True`` always,
         ``False`` never, ``None`` when the inputs hold at most ``REPEAT_COUNT_MAX_ROWS``
         rows. Always done with ``input.dedupe``, which drops them.
+    memory_limit:
+        Memory budget in bytes (``--memory-limit``): sizes the customer buckets of a large
+        export (:func:`rows_per_part`); ``None``: ``ROWS_PER_PART`` rows a bucket.
+    strict:
+        Apply :func:`check_strict` to the warnings found here (``analysis.strict``); a
+        caller that adds warnings of its own passes ``False`` and checks them all at once.
 
     Raises :class:`InputDataError` (exit 65) on bad rows beyond ``max_invalid``, ragged
-    rows, undecodable bytes, several currencies, or no usable rows;
-    :class:`InputMissingError` (66) on missing or unreadable inputs.
+    rows, undecodable bytes, several currencies, no usable rows, money sums beyond int64,
+    or warnings under ``analysis.strict``; :class:`InputMissingError` (66) on missing or
+    unreadable inputs.
     """
     inp = cfg.input
     files = expand_inputs(inputs)
@@ -213,7 +222,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     # rows the analysis keeps (4 columns), split into customer buckets; the aggregation
     # then reads the spill one bucket at a time.
     # text files' rows are an estimate: 10% over the bucket size still goes in one pass
-    per_part = rows_per_part()
+    per_part = rows_per_part(memory_limit)
     parts = max(1, math.ceil(rows / per_part)) if rows > per_part * ROW_ESTIMATE_SLACK else 1
     # blank lines are no rows; identical rows count as rows unless dedupe drops them
     used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
@@ -236,10 +245,13 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             rounded=pl.col("amount_rounded") & valid,
             returns=valid & (pl.col("amount_minor") < 0),
             zeros=valid & (pl.col("amount_minor") == 0),
+            # Int128: the sum that tells whether int64 money sums are safe cannot wrap itself
+            abs_units=pl.when(valid).then(pl.col("amount_minor").cast(pl.Int128).abs()),
             cur=pl.when(valid).then(pl.col("currency")),
         ).group_by("source", pl.col("ts").dt.date().alias("date"), "blank", "repeat").agg(
             pl.len().alias("rows"),
-            pl.col("valid", *(f"bad_{i}" for i in range(len(RULES))), "rounded", "returns", "zeros", "tail_null").sum(),
+            pl.col("valid", *(f"bad_{i}" for i in range(len(RULES))), "rounded", "returns", "zeros", "tail_null",
+                   "abs_units").sum(),
             invalid=(~pl.col("valid")).sum(),
             cur_min=pl.col("cur").min(),
             cur_max=pl.col("cur").max(),
@@ -309,7 +321,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                  .agg(pl.col("rows", "invalid", "rounded", "tail_null", *(f"bad_{i}" for i in range(len(RULES)))).sum())
                  .join(per_src, on="source", how="right").fill_null(0).sort("source"))
     days = (groups.filter(used_rows & pl.col("date").is_not_null()).group_by("date")
-            .agg(rows=pl.col("valid").sum(), returns=pl.col("returns").sum(), zeros=pl.col("zeros").sum())
+            .agg(rows=pl.col("valid").sum(), returns=pl.col("returns").sum(), zeros=pl.col("zeros").sum(),
+                 abs_units=pl.col("abs_units").sum())
             .filter(pl.col("rows") > 0))
     cur = groups.filter(used_rows).select(lo=pl.col("cur_min").min(), hi=pl.col("cur_max").max())
     total_rows = int(src_stats["rows"].sum())
@@ -392,9 +405,15 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         warnings.append(RunWarning("rounded", f"{rounded} amount{'s' if rounded > 1 else ''} had more than "
                                    f"{inp.amount_scale} decimal places and {'were' if rounded > 1 else 'was'} "
                                    "rounded half-to-even"))
+    assert isinstance(latest, dt.date)
+    stale = stale_warning(latest, cfg)
+    if stale is not None:
+        warnings.append(stale)
     if kept_days.height == 0:
         raise InputDataError(f"no rows on or before the as-of date {as_of}"
                              + (f" inside the {cfg.analysis.window_days}-day window" if start else ""))
+    check_money_range(int(kept_days["abs_units"].sum()), int(kept_days["rows"].sum()), inp.amount_scale,
+                      ", ".join(s.name for s in sources))
 
     counts: dict[str, Any] = {
         "rows_read": int(src_stats["read"].sum()),
@@ -414,8 +433,37 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
          "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
         for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
     ]
+    if strict:
+        check_strict(warnings, cfg, inputs)
     return Transactions(used.filter(analysed_rows(as_of, cfg)), as_of, inp.amount_scale, src_records, counts,
                         warnings, rejects, parts, aggregated)
+
+
+def stale_warning(latest: dt.date, cfg: Config) -> RunWarning | None:
+    """``stale_export`` (SPEC §6): an explicit as-of date more than
+    ``analysis.max_staleness_days`` (0 = never) after the latest transaction. An old export
+    run as of today makes every customer look inactive, and nothing else would say so."""
+    as_of, limit = cfg.analysis.as_of, cfg.analysis.max_staleness_days
+    if as_of is None or not limit or (as_of - latest).days <= limit:
+        return None
+    return RunWarning("stale_export", f"the latest transaction is dated {latest}, {(as_of - latest).days} days "
+                      f"before the as-of date {as_of} (more than analysis.max_staleness_days = {limit}): "
+                      "is the export stale? Recency is counted to the as-of date")
+
+
+def check_strict(warnings: list[RunWarning], cfg: Config, inputs: list[str]) -> None:
+    """``analysis.strict`` (``--strict``): warnings whose kind is not allowed (``--allow``,
+    ``analysis.allow``) stop the run with :class:`InputDataError` (exit 65), before anything
+    is written. The one place the rule lives: every command reaches it through the core."""
+    blocking = [w for w in warnings if w.kind not in cfg.analysis.allow]
+    if not blocking or not cfg.analysis.strict:
+        return
+    kinds = sorted({w.kind for w in blocking})
+    raise InputDataError(f"{', '.join(inputs)}: {len(blocking)} warning{'s' if len(blocking) > 1 else ''} "
+                         "under --strict: nothing written",
+                         [str(w) for w in blocking]
+                         + [f"to let {'these' if len(kinds) > 1 else 'this'} through: "
+                            + " ".join(f"--allow {k}" for k in kinds)])
 
 
 def analysed_rows(as_of: dt.date | None, cfg: Config) -> pl.Expr:
@@ -521,15 +569,7 @@ def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = 
         .pipe(with_recency, tx.as_of)
         .pipe(score_rfm, cfg.rfm)
         .pipe(pareto_rank, cfg.pareto, keep_share=keep_share)
-        .with_columns(
-            monetary=money(pl.col("monetary_minor"), tx.scale),
-            gross_revenue=money(pl.col("gross_minor"), tx.scale),
-            returns_amount=money(pl.col("returns_minor"), tx.scale),
-        )
-        .with_columns(
-            avg_order_value=pl.when(pl.col("frequency") > 0).then(pl.col("monetary") / pl.col("frequency")),
-            as_of=pl.lit(tx.as_of),
-        )
+        .with_columns(*money_columns(tx.scale), as_of=pl.lit(tx.as_of))
     )
     try:
         return lf.collect()
@@ -556,18 +596,24 @@ def _quiet(_stage: str) -> None:
 def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = None,
             previous_meta: dict[str, Any] | None = None, force: bool = False,
             progress: Callable[[str], None] = _quiet,
-            created_at: dt.datetime | None = None) -> Segmentation:
-    """The main job (SPEC §3-§5): transactions in, one assignment per customer out."""
+            created_at: dt.datetime | None = None, memory_limit: int | None = None) -> Segmentation:
+    """The main job (SPEC §3-§5): transactions in, one assignment per customer out.
+
+    Raises :class:`InputDataError` (exit 65) besides the input errors when ``previous`` is
+    not an earlier run, the data shrank beyond ``guard.max_drop`` (both unless ``force``), or
+    there are warnings under ``analysis.strict`` (:func:`check_strict`)."""
     preload()
     progress(f"reading and checking {', '.join(inputs)}")
-    tx = load_transactions(inputs, cfg, aggregate=rfm_features)
+    tx = load_transactions(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit, strict=False)
+    warnings = list(tx.warnings)
     has_prev = previous is not None
+    if previous is not None:
+        warnings += previous_checks(previous, previous_meta, cfg, tx.as_of, force)
     progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
     df = customer_table(tx, cfg, keep_share=cfg.tiers.keep_share if has_prev else None)
     progress(f"clustering {df.height:,} customers")
     conc = concentration_of(df, cfg, tx.scale)
     df, model = add_clusters(df, cfg)
-    warnings = list(tx.warnings)
 
     departed = pl.DataFrame()
     if previous is not None:
@@ -586,18 +632,111 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     n_out = df.height
     progress("assigning tiers and VIP groups")
     df = assign_tiers(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, scale=tx.scale)
+    warnings = [inactive_note(w, df, cfg) if w.kind == "stale_export" else w for w in warnings]
     groups, group_info = vip_groups(df, cfg)
     df = df.with_columns(groups)
     if departed.height:
         df = pl.concat([df, departed.with_columns(tier=pl.lit(YUXIN), reason=pl.lit("departed"),
                                                   as_of=pl.lit(tx.as_of))], how="diagonal_relaxed")
     group_names = [str(g["vip_group"]) for g in group_info["groups"]]  # type: ignore[attr-defined]
-    assigned = with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels).select(OUTPUT_COLUMNS)
+    assigned = (with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels, scale=tx.scale,
+                                   money=cfg.money)
+                .pipe(output_money, tx.scale, cfg.money).select(*OUTPUT_COLUMNS, "monetary_minor"))
     # rows are in customer-id order from customer_table on; only departed rows come after
     out = (assigned.sort("customer_id") if departed.height else assigned).collect()
     meta = run_record(cfg, tx, model, group_info, out, created_at,
                       previous_meta=previous_meta if has_prev else None, warnings=warnings)
-    return Segmentation(out, meta, warnings, tx.rejects, conc)
+    check_strict(warnings, cfg, inputs)
+    return Segmentation(out.drop("monetary_minor"), meta, warnings, tx.rejects, conc)
+
+
+def output_money(lf: pl.LazyFrame, scale: int, kind: str) -> pl.LazyFrame:
+    """The money columns as ``output.money`` asks: the table's floats are already rounded
+    to ``scale`` places; ``"decimal"`` makes them ``Decimal(38, scale)`` from the exact
+    minor units, never through a float."""
+    return lf.with_columns(money_columns(scale, "decimal")) if kind == "decimal" else lf
+
+
+def inactive_note(stale: RunWarning, df: pl.DataFrame, cfg: Config) -> RunWarning:
+    """A stale export's warning says so when it left no customer active (hence no VIP)."""
+    active = df.select((pl.col("recency_days") <= cfg.tiers.active_days).any()).item()
+    if active:
+        return stale
+    return RunWarning(stale.kind, f"{stale.text}; every customer is inactive (no purchase within "
+                      f"tiers.active_days = {cfg.tiers.active_days} days of it): no VIP this run")
+
+
+def check_run_order(prev_as_of: dt.date, curr_as_of: dt.date, force: bool, *,
+                    prev_name: str = "the previous run", curr_name: str = "this run") -> RunWarning | None:
+    """Reversed runs (SPEC §6): the earlier run's as-of date must come before the later's.
+
+    Raises :class:`InputDataError` (exit 65) when it does not, unless ``force``; then
+    returns the ``forced`` warning to report. ``None`` when the order is right."""
+    if prev_as_of < curr_as_of:
+        return None
+    what = f"{prev_name} (as of {prev_as_of}) is not earlier than {curr_name} (as of {curr_as_of})"
+    if not force:
+        raise InputDataError(what, ["were the two runs swapped? Pass the older one as the previous run, "
+                                    "or --force to go on"])
+    return RunWarning("forced", f"--force: {what}")
+
+
+def previous_as_of(previous: pl.DataFrame, previous_meta: dict[str, Any] | None) -> dt.date | None:
+    """PREV's as-of date: from its run record, else from its ``as_of`` column."""
+    recorded = (previous_meta or {}).get("as_of")
+    if recorded:
+        return dt.date.fromisoformat(str(recorded)[:10])
+    if "as_of" in previous.columns and previous.height:
+        value = previous["as_of"].max()
+        return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    return None
+
+
+# keys that describe the run, not the segmentation: they change between runs on purpose
+RUN_KEYS = ("analysis.as_of", "analysis.strict", "analysis.allow")
+CHANGED_KEYS_SHOWN = 10
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config documents, with the values
+    when they are short (``tiers.max_share 0.2 -> 0.1``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for key in sorted(set(old) | set(new), key=str)
+                for k in changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
+    key = prefix.rstrip(".")
+    if old == new or key in RUN_KEYS:
+        return []
+    if isinstance(old, (list, dict)) or isinstance(new, (list, dict)):
+        return [key]
+    return [f"{key} {json.dumps(old, ensure_ascii=False)} -> {json.dumps(new, ensure_ascii=False)}"]
+
+
+def config_changed(previous_meta: dict[str, Any] | None, cfg: Config) -> RunWarning | None:
+    """``config_changed`` (SPEC §6): PREV was made with another config, naming the keys."""
+    recorded = (previous_meta or {}).get("config")
+    if not isinstance(recorded, dict):
+        return None  # nothing to compare with
+    # the recorded config went through JSON: compare like with like
+    current = json.loads(json.dumps(cfg.raw, ensure_ascii=False, default=str))
+    keys = changed_keys(recorded, current)
+    if not keys:
+        return None
+    more = f" (and {len(keys) - CHANGED_KEYS_SHOWN} more)" if len(keys) > CHANGED_KEYS_SHOWN else ""
+    return RunWarning("config_changed", f"the config differs from the one the previous run was made with "
+                      f"(config hash {str((previous_meta or {}).get('config_hash', ''))[:12]} -> {cfg.hash[:12]}): "
+                      f"{'; '.join(keys[:CHANGED_KEYS_SHOWN])}{more}")
+
+
+def previous_checks(previous: pl.DataFrame, previous_meta: dict[str, Any] | None, cfg: Config, as_of: dt.date,
+                    force: bool) -> list[RunWarning]:
+    """``--previous`` must be an earlier run (exit 65 unless ``force``); a config change
+    against it is a warning."""
+    found = []
+    prev_as_of = previous_as_of(previous, previous_meta)
+    if prev_as_of is not None:
+        found.append(check_run_order(prev_as_of, as_of, force))
+    found.append(config_changed(previous_meta, cfg))
+    return [w for w in found if w is not None]
 
 
 def concentration_of(df: pl.DataFrame, cfg: Config, scale: int) -> Concentration:
@@ -629,9 +768,15 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
                out: pl.DataFrame, created_at: dt.datetime | None,
                previous_meta: dict[str, Any] | None = None,
                warnings: list[RunWarning] | None = None) -> dict[str, Any]:
-    """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``."""
-    tiers = (out.lazy().select("tier", _units=money_units("monetary"))
-             .group_by("tier").agg(n=pl.len(), revenue=units_to_money(pl.col("_units").sum())).sort("tier").collect())
+    """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``.
+
+    A tier's revenue is summed from ``monetary_minor`` when ``out`` has it: exact, then
+    rounded once (from the float column, large sums would carry its rounding)."""
+    units = (pl.col("monetary_minor").cast(pl.Int128), tx.scale) if "monetary_minor" in out.columns else (
+        money_units(pl.col("monetary").cast(pl.Float64)), MONEY_PLACES)
+    tiers = (out.lazy().select("tier", _units=units[0])
+             .group_by("tier").agg(n=pl.len(), revenue=money(pl.col("_units").sum(), units[1]))
+             .sort("tier").collect())
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "segcli",
@@ -673,16 +818,19 @@ def created_timestamp(now: dt.datetime | None = None) -> str:
 
 
 def rfm_table(inputs: list[str], cfg: Config, *, progress: Callable[[str], None] = _quiet,
+              memory_limit: int | None = None,
               ) -> tuple[pl.DataFrame, dict[str, Any], list[RunWarning], pl.DataFrame | None]:
-    """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers."""
+    """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers.
+
+    Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
     preload()
     progress(f"reading and checking {', '.join(inputs)}")
-    tx = load_transactions(inputs, cfg, aggregate=rfm_features)
+    tx = load_transactions(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit)  # strict checked there
     progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
     table = customer_table(tx, cfg)
     progress(f"clustering {table.height:,} customers")
     df, model = add_clusters(table, cfg)
-    out = df.select(RFM_COLUMNS)
+    out = df.lazy().pipe(output_money, tx.scale, cfg.money).select(RFM_COLUMNS).collect()
     meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")), None)
     meta.pop("tiers", None)
     return out, meta, tx.warnings, tx.rejects

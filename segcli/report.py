@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import polars as pl
+import polars.selectors as cs
 import tabulate as tabulate_mod
 from tabulate import tabulate
 
@@ -31,6 +32,7 @@ def summarize(df: pl.DataFrame, by: str) -> pl.DataFrame:
     """
     if by not in df.columns:
         raise KeyError(by)
+    df = df.with_columns(cs.decimal().cast(pl.Float64))  # output.money = "decimal": sums as for floats
     data = df.filter(pl.col("vip_group").is_not_null()) if by == "vip_group" else df
     data = data.with_columns(_units=money_units(pl.col("monetary").fill_null(0.0)))
     n_all = data.height

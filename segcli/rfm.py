@@ -8,21 +8,73 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from decimal import Decimal
 
 import polars as pl
 
 from segcli.config import RfmConfig, segment_of
+from segcli.errors import InputDataError
 
 WORST_RECENCY = 10**9  # stands for "never bought" when ranking recency
 
 
-def money(minor: pl.Expr, scale: int) -> pl.Expr:
-    """Minor units -> float, correctly rounded (982.8, not 982.8000000000001).
+def money(minor: pl.Expr, scale: int, kind: str = "float") -> pl.Expr:
+    """Minor units -> float, correctly rounded (982.8, not 982.8000000000001); with
+    ``kind="decimal"`` the exact ``Decimal(38, scale)`` (``output.money``, SPEC §5).
 
     Polars turns a division by a literal into a multiplication by its reciprocal, which is
     off by an ulp for many values; an exact decimal shift then one cast rounds once.
     """
-    return (minor.cast(pl.Decimal(38, 0)).cast(pl.Decimal(38, scale)) / 10**scale).cast(pl.Float64)
+    exact = minor.cast(pl.Decimal(38, 0)).cast(pl.Decimal(38, scale)) / 10**scale
+    return exact if kind == "decimal" else exact.cast(pl.Float64)
+
+
+def divide_half_even(minor: pl.Expr, count: pl.Expr) -> pl.Expr:
+    """``minor / count`` rounded half-to-even to a whole minor unit (``count`` > 0), in
+    integers: a mean of money keeps ``amount_scale`` places like every other money value."""
+    q = minor // count  # floor, so the remainder is in [0, count)
+    twice_r = 2 * (minor - q * count)
+    up = (twice_r > count) | ((twice_r == count) & ((q % 2).abs() == 1))
+    return q + up.cast(pl.Int64)
+
+
+def money_columns(scale: int, kind: str = "float") -> list[pl.Expr]:
+    """The money output columns (SPEC §5) from the exact minor units of the customer table:
+    floats correctly rounded to ``scale`` places, or decimals with ``kind="decimal"``."""
+    return [
+        money(pl.col("monetary_minor"), scale, kind).alias("monetary"),
+        money(pl.col("gross_minor"), scale, kind).alias("gross_revenue"),
+        money(pl.col("returns_minor"), scale, kind).alias("returns_amount"),
+        pl.when(pl.col("frequency") > 0)
+        .then(money(divide_half_even(pl.col("monetary_minor"), pl.col("frequency")), scale, kind))
+        .alias("avg_order_value"),
+    ]
+
+
+# Money sums are int64 minor units: exact, vectorised, and what numpy and Parquet take.
+INT64_MAX = 2**63 - 1
+
+
+def check_money_range(abs_units: int, rows: int, scale: int, where: str) -> None:
+    """Stop (exit 65) when the sum of |amounts| of the rows analysed, in minor units, is
+    beyond int64: every money sum (an order, a customer, a cumulative sum, a total) is
+    bounded by it, so below the line none of them can wrap around (SPEC §6).
+
+    ``rows`` bounds the extra units a lower ``amount_scale`` may round up to.
+    """
+    if abs_units <= INT64_MAX:
+        return
+    shown = Decimal(abs_units).scaleb(-scale)
+    limit = Decimal(INT64_MAX).scaleb(-scale)
+    # the largest scale at which the same amounts, each rounded up, still fit
+    lower = next((s for s in range(scale - 1, -1, -1) if -(-abs_units // 10 ** (scale - s)) + rows <= INT64_MAX),
+                 None)
+    hint = (f"lower [input] amount_scale to {lower} or less (money is then kept to {lower} decimal places)"
+            if lower is not None else "the amounts are too large to be summed exactly: check the amount column")
+    raise InputDataError(
+        f"{where}: money sums would overflow: the amounts analysed add up to {shown:,f} in absolute value, "
+        f"beyond {limit:,f}, the largest sum kept exactly with amount_scale = {scale}",
+        [hint])
 
 
 MONEY_PLACES = 8
@@ -62,14 +114,14 @@ def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
             "order_key",
             order_ts=pl.when(pl.col("order_key").is_null()).then(pl.col("ts")),
             amount_minor=amount,
-            abs_minor=amount.abs(),
+            pos_minor=amount.clip(lower_bound=0),
             # returns never move an order's date: it is the earliest non-negative row's
             nonneg_date=pl.when(amount >= 0).then(pl.col("ts").dt.date()),
         )
         .group_by("customer_id", "order_key", "order_ts")
         .agg(
             net_minor=pl.col("amount_minor").sum(),
-            abs_minor=pl.col("abs_minor").sum(),
+            gross_minor=pl.col("pos_minor").sum(),
             min_minor=pl.col("amount_minor").min(),
             date=pl.col("nonneg_date").min(),
         )
@@ -77,9 +129,10 @@ def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
             "customer_id",
             "net_minor",
             "date",
-            # net = positives - returns and abs = positives + returns, so both halves are exact
-            gross_minor=(pl.col("net_minor") + pl.col("abs_minor")) // 2,
-            returns_minor=(pl.col("abs_minor") - pl.col("net_minor")) // 2,
+            "gross_minor",
+            # net = positives - returns; no intermediate beyond the sum of |amounts|, which
+            # check_money_range keeps within int64
+            returns_minor=pl.col("gross_minor") - pl.col("net_minor"),
             # a free order counts; a fully refunded one, or a return alone, does not
             purchase=(pl.col("net_minor") > 0) | ((pl.col("net_minor") == 0) & (pl.col("min_minor") >= 0)),
         )

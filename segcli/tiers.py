@@ -168,29 +168,41 @@ def vip_groups(df: pl.DataFrame, cfg: Config) -> tuple[pl.Series, dict[str, obje
     return column, info
 
 
-def service_table(service: ServiceConfig, groups: list[str]) -> pl.DataFrame:
-    """One row per (tier, vip_group) with its terms; the join key for every customer."""
+def service_table(service: ServiceConfig, groups: list[str], *, scale: int | None = None,
+                  money: str = "float") -> pl.DataFrame:
+    """One row per (tier, vip_group) with its terms; the join key for every customer.
+
+    With ``scale`` the goodwill limit is money like the other money columns: rounded
+    half-to-even to ``scale`` places from its decimal text, a float or, with
+    ``money="decimal"``, a ``Decimal(38, scale)`` (SPEC §5)."""
     rows: list[tuple[str, str | None, ServiceTerms]] = [(YUXIN, None, service.yuxin), (ZHIXIN, None, service.zhixin)]
     rows += [(ZHIXIN, g, service.for_group(g)) for g in groups]
+    goodwill: pl.DataType | type[pl.DataType] = pl.Float64
+    records = [{"tier": tier, "vip_group": group, **terms.__dict__} for tier, group, terms in rows]
+    if scale is not None:
+        quantum = Decimal(1).scaleb(-scale)
+        for r in records:
+            exact = Decimal(repr(r["goodwill_limit"])).quantize(quantum, ROUND_HALF_EVEN)
+            r["goodwill_limit"] = exact if money == "decimal" else float(exact)
+        goodwill = pl.Decimal(38, scale) if money == "decimal" else pl.Float64
     return pl.DataFrame(
-        [
-            {"tier": tier, "vip_group": group, **terms.__dict__}
-            for tier, group, terms in rows
-        ],
+        records,
         schema={"tier": pl.String, "vip_group": pl.String, "service_level": pl.String,
                 "first_response_minutes": pl.Int64, "resolution_hours": pl.Int64, "update_interval_hours": pl.Int64,
-                "channel": pl.String, "goodwill_limit": pl.Float64},
+                "channel": pl.String, "goodwill_limit": goodwill},
     )
 
 
-def with_service_terms(lf: pl.LazyFrame, service: ServiceConfig, groups: list[str], labels: dict[str, str]) -> pl.LazyFrame:
-    """Attach ``tier_label`` and the service terms of each row's tier and VIP group.
+def with_service_terms(lf: pl.LazyFrame, service: ServiceConfig, groups: list[str], labels: dict[str, str], *,
+                       scale: int | None = None, money: str = "float") -> pl.LazyFrame:
+    """Attach ``tier_label`` and the service terms of each row's tier and VIP group
+    (``scale``, ``money``: the goodwill limit's places and type, see :func:`service_table`).
 
     Each row's line of :func:`service_table` is found as a number (0 standard, 1 VIP
     without a group, 2 + the group's index) and every term is gathered by it: no join of
     the customer table, which at 10^7 customers would copy it whole.
     """
-    terms = service_table(service, groups)
+    terms = service_table(service, groups, scale=scale, money=money)
     group_line = {g: i + 2 for i, g in enumerate(groups)}
     line = (pl.when(pl.col("tier") == YUXIN).then(0)
             .when(pl.col("vip_group").is_null()).then(1)

@@ -14,7 +14,7 @@ import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -121,7 +121,10 @@ class Features:
 
     @property
     def avg_order_value(self) -> float | None:
-        return float(self.monetary / self.frequency) if self.frequency else None
+        """Money (SPEC §5): the mean rounded half-to-even to amount_scale places."""
+        if not self.frequency:
+            return None
+        return float((self.monetary / self.frequency).quantize(Decimal(1).scaleb(-SCALE), ROUND_HALF_EVEN))
 
 
 def parse_ts(text: str) -> dt.datetime:

@@ -114,22 +114,55 @@ def test_spilled_buckets_give_the_same_table_and_errors(monkeypatch: pytest.Monk
 
 
 def test_memory_limit_sizes_the_buckets_and_keeps_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    """--memory-limit (env SEGCLI_MEMORY_LIMIT) -> rows per bucket = limit / BYTES_PER_ROW."""
+    """memory_limit (bytes, --memory-limit) -> rows per bucket = limit / BYTES_PER_ROW."""
     import segcli.pipeline as pipeline
     from segcli.config import load_config
 
     cfg = load_config(None)
     whole = pipeline.customer_table(pipeline.load_transactions([str(SAMPLE)], cfg), cfg)
     monkeypatch.setattr(pipeline, "MIN_ROWS_PER_PART", 1)
-    monkeypatch.setenv(pipeline.MEMORY_LIMIT_ENV, "2M")  # 2 MiB / 200 B = 10,485 rows a bucket
-    assert pipeline.rows_per_part() == 2 * 2**20 // pipeline.BYTES_PER_ROW
-    tx = pipeline.load_transactions([str(SAMPLE)], cfg, aggregate=pipeline.rfm_features)
+    limit = 2 * 2**20  # 2 MiB / 200 B = 10,485 rows a bucket
+    assert pipeline.rows_per_part(limit) == 2 * 2**20 // pipeline.BYTES_PER_ROW
+    tx = pipeline.load_transactions([str(SAMPLE)], cfg, aggregate=pipeline.rfm_features, memory_limit=limit)
     lines = SAMPLE.read_bytes().count(b"\n")
     estimate = pipeline.estimate_rows(SAMPLE)  # from the first MiB of the 2.7 MB sample
     assert abs(estimate - lines) < 0.02 * lines
-    assert tx.parts == -(-estimate // pipeline.rows_per_part())
+    assert tx.parts == -(-estimate // pipeline.rows_per_part(limit))
     assert tx.parts > 1 and tx.aggregated is None
     assert pipeline.customer_table(tx, cfg).equals(whole)
+
+
+def test_memory_limit_does_not_leak_into_later_calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """--memory-limit is a parameter of one call: a later call in the same process (a
+    notebook, a long-lived service) runs with its own setting, and the environment is
+    left as it was. SEGCLI_MEMORY_LIMIT is only the CLI option's default."""
+    from typer.testing import CliRunner
+
+    import segcli.pipeline as pipeline
+    from segcli.cli import app
+    from segcli.config import load_config
+
+    monkeypatch.delenv(pipeline.MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.setattr(pipeline, "MIN_ROWS_PER_PART", 1)
+    result = CliRunner().invoke(app, ["validate", str(SAMPLE), "--memory-limit", "2M", "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert pipeline.MEMORY_LIMIT_ENV not in os.environ
+    tx = pipeline.load_transactions([str(SAMPLE)], load_config(None))
+    assert tx.parts == 1  # not the 2 MiB buckets of the earlier call
+    # the environment variable still works as the option's default, read by the CLI
+    parts: list[int] = []
+    real = pipeline.load_transactions
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real(*args, **kwargs)
+        parts.append(out.parts)
+        return out
+
+    monkeypatch.setattr("segcli.cli.load_transactions", spy)
+    monkeypatch.setenv(pipeline.MEMORY_LIMIT_ENV, "2M")
+    result = CliRunner().invoke(app, ["validate", str(SAMPLE), "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert parts and parts[0] > 1
 
 
 @pytest.mark.parametrize(("text", "size"), [("8G", 8 * 2**30), ("512m", 512 * 2**20), ("4GiB", 4 * 2**30),

@@ -181,7 +181,9 @@ def test_previous_equal_to_own_output_changes_nothing(tmp_path: Path) -> None:
     first = tmp_path / "first.parquet"
     assert run("segment", str(SAMPLE), "-o", str(first), "-q").exit_code == 0
     second = tmp_path / "second.parquet"
-    assert run("segment", str(SAMPLE), "--previous", str(first), "-o", str(second), "-q").exit_code == 0
+    # the same as-of date is no earlier run (SPEC §6): it takes --force
+    assert run("segment", str(SAMPLE), "--previous", str(first), "-o", str(second), "-q").exit_code == 65
+    assert run("segment", str(SAMPLE), "--previous", str(first), "-o", str(second), "-q", "--force").exit_code == 0
     a, b = pl.read_parquet(first), pl.read_parquet(second)
     assert a.select("customer_id", "tier").equals(b.select("customer_id", "tier"))
     assert run("diff", str(first), str(second)).stdout.startswith("no changes")

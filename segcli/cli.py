@@ -648,7 +648,7 @@ def report_cmd(
     from segcli.page.results import build_results
     from segcli.page.write import report_kind, write_report
 
-    _memory_limit(memory_limit)
+    limit = _memory_limit(memory_limit)
     kind = report_kind(output)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
@@ -657,7 +657,8 @@ def report_cmd(
     chart_font = _chart_font(font, cfg, quiet, required=True) if kind == "md" else None
     progress = Progress(quiet)
     try:
-        result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress)
+        result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress,
+                         memory_limit=limit)
         progress("writing the report")
         results = build_results(result, cfg, inputs=inputs, previous=prev_df, previous_name=previous or "")
         _warn(result.warnings, cfg, quiet, inputs)

@@ -86,6 +86,8 @@ class Runner:
             return seg + ["rfm", pq, "-o", out, "--quiet"]
         if self.name == "segcli-rfm-lifetimes":
             return seg + ["rfm", pq, "--style", "lifetimes", "--freq", "D", "-o", out, "--quiet"]
+        if self.name == "duckdb-sql-segment":  # writes its assignments, as segcli does
+            return [str(ctx.base_python), str(BASELINES / "duckdb_sql_segment.py"), pq, out]
         script = {
             "pyarrow-read": ["pyarrow_read.py"],
             "duckdb-groupby": ["duckdb_groupby.py"],
@@ -108,6 +110,10 @@ RUNNERS = [
     Runner("pyarrow-read", "pyarrow read_table of customer_id, order_time, amount", "baselines", "core"),
     Runner("duckdb-groupby", "DuckDB SQL per-customer group-by: count(DISTINCT order_id), max(order_time), sum(amount)",
            "baselines", "core"),
+    Runner("duckdb-sql-segment", "the segmentation job in DuckDB SQL, checked against segcli by "
+           "bench/check_duckdb_sql.py: orders netted, purchases, frequency/monetary/recency, tie-safe r/f/m scores, "
+           "Pareto cum_share and A/B/C, capped VIP tier; written to zstd Parquet (no input checks, no clusters)",
+           "baselines", "core"),
     Runner("polars-streaming", "Polars lazy group-by, same aggregates, streaming engine (segcli's venv)", "segcli"),
     Runner("polars-inmemory", "Polars lazy group-by, same aggregates, in-memory engine (segcli's venv)", "segcli"),
     Runner("pandas-namedagg", "pandas read_parquet + groupby().agg(named aggregations)", "baselines", "core"),
@@ -120,6 +126,7 @@ RUNNERS = [
 ]
 BY_NAME = {r.name: r for r in RUNNERS}
 REFERENCE = "duckdb-groupby"
+SQL_SEGMENT = "duckdb-sql-segment"  # the same job as segcli segment, in SQL (issue 10)
 
 
 @dataclass
@@ -472,6 +479,12 @@ def render_size(size: str, data: dict) -> list[str]:
     r = seg_t / ref_t if seg_t and ref_t else None
     out.append(f"| segcli segment (Parquet) time ÷ DuckDB group-by | {fmt_s(seg_t)} s | {fmt_s(ref_t)} s | "
                f"{fmt_ratio(r)} | {fmt_target(dk_target, '≤')} | {verdict(r, dk_target, '≤')} |")
+    sql = runs.get(SQL_SEGMENT)
+    sql_t, sql_m = med(sql), med(sql, "median_rss_mib")
+    if sql is not None:
+        r = seg_t / sql_t if seg_t and sql_t else None
+        out.append(f"| segcli segment (Parquet) time ÷ the same job in DuckDB SQL | {fmt_s(seg_t)} s | "
+                   f"{fmt_s(sql_t) if sql_t else sql.get('status')} s | {fmt_ratio(r)} | — | — |")
     r = csv_t / seg_t if csv_t and seg_t else None
     out.append(f"| segcli segment CSV time ÷ Parquet time | {fmt_s(csv_t)} s | {fmt_s(seg_t)} s | {fmt_ratio(r)} | "
                f"≤ 1.3× | {verdict(r, 1.3, '≤')} |")
@@ -479,6 +492,10 @@ def render_size(size: str, data: dict) -> list[str]:
     mem_target = 1.5 if size == "100M" else None
     out.append(f"| segcli segment peak RSS ÷ DuckDB peak RSS | {fmt_mib(seg_m)} MiB | {fmt_mib(ref_m)} MiB | "
                f"{fmt_ratio(r)} | {fmt_target(mem_target, '≤')} | {verdict(r, mem_target, '≤')} |")
+    if sql is not None:
+        r = seg_m / sql_m if seg_m and sql_m else None
+        out.append(f"| segcli segment peak RSS ÷ the same job in DuckDB SQL | {fmt_mib(seg_m)} MiB | "
+                   f"{fmt_mib(sql_m)} MiB | {fmt_ratio(r)} | — | — |")
     rows = seg.get("rows") if seg else None
     if seg_m and rows:
         out.append(f"| segcli segment peak RSS per customer | {seg_m * 2**20 / rows:,.0f} B | {rows:,} customers | — | "
@@ -504,12 +521,20 @@ def render_size(size: str, data: dict) -> list[str]:
                 + f"; load average (1 min) before/after: {meta.get('load_before', '?')} / {meta.get('load_after', '?')}"
                 + f" on {os.cpu_count()} cores."]
         when: dict[str, list[str]] = {}
+        loads: dict[str, list[float]] = {}
         for name, e in runs.items():
             if e.get("measured_at"):
                 when.setdefault(e["measured_at"][:16], []).append(name)
+                loads.setdefault(e["measured_at"][:16], []).extend(
+                    smp["load1_after"] for smp in e.get("samples", []) if "load1_after" in smp)
+
+        def load_note(t: str) -> str:
+            return f" (load average after each run: median {statistics.median(loads[t]):.1f})" if loads.get(t) else ""
+
         if len(when) > 1:
             out[-1] += (" This table merges " + str(len(when)) + " invocations (`--only`): " + "; ".join(
-                f"{t.replace('T', ' ')}: {', '.join(names)}" for t, names in sorted(when.items())) + ".")
+                f"{t.replace('T', ' ')}: {', '.join(names)}{load_note(t)}" for t, names in sorted(when.items()))
+                + ". Ratios between runners of different invocations are only as good as the machine was alike.")
         busy = [smp["others_busy_pct"] for e in runs.values() for smp in e.get("samples", []) if "others_busy_pct" in smp]
         if busy:
             out[-1] += (f" Other processes used {statistics.median(busy):.0f}% of the CPUs (median; max {max(busy):.0f}%) "
@@ -615,8 +640,9 @@ def main() -> None:
         csv = ensure_data(size, "csv", seg_python, gen_log) if any(r.csv for r in sized) else None
         sd = results["sizes"].setdefault(size, {})
         sd.setdefault("generation_s", {}).update(gen_log)
-        sd["files"] = {f.suffix[1:]: {"path": str(f.relative_to(REPO)), "mib": round(f.stat().st_size / 2**20, 1)}
-                       for f in (pq, csv) if f}
+        sd.setdefault("files", {}).update(
+            {f.suffix[1:]: {"path": str(f.relative_to(REPO)), "mib": round(f.stat().st_size / 2**20, 1)}
+             for f in (pq, csv) if f})
         sd["rows_in"] = output_rows(seg_python, pq)
         if args.setup_only:
             continue

@@ -437,6 +437,16 @@ def render_size(size: str, data: dict) -> list[str]:
             f"`{Path(v['path']).name}` {v['mib']:,.0f} MiB" for v in files.values())
                    + (" (generated in " + ", ".join(f"{k} {v} s" for k, v in gen.items()) + ")" if gen else "") + ".")
         out.append("")
+    def run_of(name: str) -> str | None:
+        """The invocation a runner's figures come from (older entries: the minute they were written)."""
+        e = runs.get(name) or {}
+        return e.get("invocation") or (e.get("measured_at") or "")[:16] or None
+
+    def x(a: str, b: str) -> str:
+        """'‡' when the two runners' figures come from different invocations."""
+        ra, rb = run_of(a), run_of(b)
+        return " ‡" if ra and rb and ra != rb else ""
+
     out += ["| runner | median wall s (min–max) | peak RSS MiB | time ÷ DuckDB | RSS ÷ DuckDB | rows out | repeats |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in RUNNERS:
@@ -447,8 +457,9 @@ def render_size(size: str, data: dict) -> list[str]:
         if st == "ok":
             t, m = e["median_wall_s"], e["median_rss_mib"]
             rng = f"{fmt_s(t)} ({fmt_s(e['min_wall_s'])}–{fmt_s(e['max_wall_s'])})"
-            out.append(f"| {r.name} | {rng} | {fmt_mib(m)} | {fmt_ratio(t / ref_t if ref_t else None)} | "
-                       f"{fmt_ratio(m / ref_m if ref_m and m else None)} | {fmt_rows(e.get('rows'))} | "
+            mark = x(r.name, REFERENCE) if ref_t else ""
+            out.append(f"| {r.name} | {rng} | {fmt_mib(m)} | {fmt_ratio(t / ref_t if ref_t else None)}{mark} | "
+                       f"{fmt_ratio(m / ref_m if ref_m and m else None)}{mark} | {fmt_rows(e.get('rows'))} | "
                        f"{len(e.get('samples', []))} |")
         else:
             note = e.get("note", "")
@@ -456,13 +467,13 @@ def render_size(size: str, data: dict) -> list[str]:
     out += ["", "What each runner does: " + "; ".join(f"**{r.name}** {r.what}" for r in RUNNERS if r.name in runs) + "."]
 
     # targets and peer ratios (issue 3)
-    seg = runs.get("segcli-segment-parquet")
+    SEG, CSV = "segcli-segment-parquet", "segcli-segment-csv"
+    seg = runs.get(SEG)
     seg_t, seg_m = med(seg), med(seg, "median_rss_mib")
-    csv_t = med(runs.get("segcli-segment-csv"))
-    rfm_t = med(runs.get("segcli-rfm"))
-    rfml_t = med(runs.get("segcli-rfm-lifetimes"))
+    csv_t = med(runs.get(CSV))
 
-    def peer(label: str, mine: float | None, other_name: str, target: float | None) -> str:
+    def peer(label: str, mine_name: str, other_name: str, target: float | None) -> str:
+        mine = med(runs.get(mine_name))
         o = runs.get(other_name)
         o_t = med(o)
         if o is None:
@@ -470,7 +481,8 @@ def render_size(size: str, data: dict) -> list[str]:
         if o_t is None:
             return f"| {label} | {fmt_s(mine)} | {o.get('status')} | — | {fmt_target(target, '≥')} | — |"
         speed = o_t / mine if mine else None
-        return (f"| {label} | {fmt_s(mine)} | {fmt_s(o_t)} | {fmt_ratio(speed)} | {fmt_target(target, '≥')} | "
+        return (f"| {label} | {fmt_s(mine)} | {fmt_s(o_t)} | {fmt_ratio(speed)}{x(mine_name, other_name)} | "
+                f"{fmt_target(target, '≥')} | "
                 f"{verdict(speed, target, '≥')} |")
 
     dk_target = {"10M": 3.0, "100M": 2.0}.get(size)
@@ -478,24 +490,24 @@ def render_size(size: str, data: dict) -> list[str]:
             "| check | segcli | reference | ratio | target | met |", "| --- | --- | --- | --- | --- | --- |"]
     r = seg_t / ref_t if seg_t and ref_t else None
     out.append(f"| segcli segment (Parquet) time ÷ DuckDB group-by | {fmt_s(seg_t)} s | {fmt_s(ref_t)} s | "
-               f"{fmt_ratio(r)} | {fmt_target(dk_target, '≤')} | {verdict(r, dk_target, '≤')} |")
+               f"{fmt_ratio(r)}{x(SEG, REFERENCE)} | {fmt_target(dk_target, '≤')} | {verdict(r, dk_target, '≤')} |")
     sql = runs.get(SQL_SEGMENT)
     sql_t, sql_m = med(sql), med(sql, "median_rss_mib")
     if sql is not None:
         r = seg_t / sql_t if seg_t and sql_t else None
         out.append(f"| segcli segment (Parquet) time ÷ the same job in DuckDB SQL | {fmt_s(seg_t)} s | "
-                   f"{fmt_s(sql_t) if sql_t else sql.get('status')} s | {fmt_ratio(r)} | — | — |")
+                   f"{fmt_s(sql_t) if sql_t else sql.get('status')} s | {fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
     r = csv_t / seg_t if csv_t and seg_t else None
-    out.append(f"| segcli segment CSV time ÷ Parquet time | {fmt_s(csv_t)} s | {fmt_s(seg_t)} s | {fmt_ratio(r)} | "
+    out.append(f"| segcli segment CSV time ÷ Parquet time | {fmt_s(csv_t)} s | {fmt_s(seg_t)} s | {fmt_ratio(r)}{x(CSV, SEG)} | "
                f"≤ 1.3× | {verdict(r, 1.3, '≤')} |")
     r = seg_m / ref_m if seg_m and ref_m else None
     mem_target = 1.5 if size == "100M" else None
     out.append(f"| segcli segment peak RSS ÷ DuckDB peak RSS | {fmt_mib(seg_m)} MiB | {fmt_mib(ref_m)} MiB | "
-               f"{fmt_ratio(r)} | {fmt_target(mem_target, '≤')} | {verdict(r, mem_target, '≤')} |")
+               f"{fmt_ratio(r)}{x(SEG, REFERENCE)} | {fmt_target(mem_target, '≤')} | {verdict(r, mem_target, '≤')} |")
     if sql is not None:
         r = seg_m / sql_m if seg_m and sql_m else None
         out.append(f"| segcli segment peak RSS ÷ the same job in DuckDB SQL | {fmt_mib(seg_m)} MiB | "
-                   f"{fmt_mib(sql_m)} MiB | {fmt_ratio(r)} | — | — |")
+                   f"{fmt_mib(sql_m)} MiB | {fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
     rows = seg.get("rows") if seg else None
     if seg_m and rows:
         out.append(f"| segcli segment peak RSS per customer | {seg_m * 2**20 / rows:,.0f} B | {rows:,} customers | — | "
@@ -506,12 +518,13 @@ def render_size(size: str, data: dict) -> list[str]:
     out += [
         "", "| comparison (same file, whole process) | segcli s | peer s | speed-up (peer s ÷ segcli s) | target | met |",
         "| --- | --- | --- | --- | --- | --- |",
-        peer("segcli rfm --style lifetimes vs lifetimes", rfml_t, "lifetimes", peer_target),
-        peer("segcli rfm --style lifetimes vs pymc-marketing rfm_summary", rfml_t, "pymc-marketing", peer_target),
-        peer("segcli rfm (plain RFM) vs pandas named-agg", rfm_t, "pandas-namedagg", 3.0),
-        peer("segcli segment (whole pipeline) vs pandas named-agg", seg_t, "pandas-namedagg", 3.0),
-        peer("segcli rfm (plain RFM) vs pandas tutorial code", rfm_t, "pandas-tutorial", 30.0),
-        peer("segcli segment (whole pipeline) vs pandas tutorial code", seg_t, "pandas-tutorial", 30.0),
+        peer("segcli rfm --style lifetimes vs lifetimes", "segcli-rfm-lifetimes", "lifetimes", peer_target),
+        peer("segcli rfm --style lifetimes vs pymc-marketing rfm_summary", "segcli-rfm-lifetimes", "pymc-marketing",
+             peer_target),
+        peer("segcli rfm (plain RFM) vs pandas named-agg", "segcli-rfm", "pandas-namedagg", 3.0),
+        peer("segcli segment (whole pipeline) vs pandas named-agg", SEG, "pandas-namedagg", 3.0),
+        peer("segcli rfm (plain RFM) vs pandas tutorial code", "segcli-rfm", "pandas-tutorial", 30.0),
+        peer("segcli segment (whole pipeline) vs pandas tutorial code", SEG, "pandas-tutorial", 30.0),
     ]
     meta = data.get("measured", {})
     if meta:
@@ -534,7 +547,7 @@ def render_size(size: str, data: dict) -> list[str]:
         if len(when) > 1:
             out[-1] += (" This table merges " + str(len(when)) + " invocations (`--only`): " + "; ".join(
                 f"{t.replace('T', ' ')}: {', '.join(names)}{load_note(t)}" for t, names in sorted(when.items()))
-                + ". Ratios between runners of different invocations are only as good as the machine was alike.")
+                + ". ‡ marks a ratio between figures of different invocations: only as good as the machine was alike.")
         busy = [smp["others_busy_pct"] for e in runs.values() for smp in e.get("samples", []) if "others_busy_pct" in smp]
         if busy:
             out[-1] += (f" Other processes used {statistics.median(busy):.0f}% of the CPUs (median; max {max(busy):.0f}%) "
@@ -694,7 +707,8 @@ def main() -> None:
             ss = samples[r.name]
             bad = [s for s in ss if s["status"] != "ok"]
             entry = {"status": bad[0]["status"] if bad else "ok", "argv": [shlex.quote(a) for a in argvs[r.name]],
-                     "samples": ss, "rows": rows.get(r.name), "measured_at": now_iso(), **summarize(ss)}
+                     "samples": ss, "rows": rows.get(r.name), "measured_at": now_iso(), "invocation": started_wall,
+                     **summarize(ss)}
             if bad:
                 entry["note"] = (f"killed after {args.timeout:.0f} s" if bad[0]["status"] == "timeout"
                                  else bad[0].get("error", ""))

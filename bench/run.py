@@ -496,14 +496,17 @@ def render_size(size: str, data: dict) -> list[str]:
     if sql is not None:
         r = seg_t / sql_t if seg_t and sql_t else None
         out.append(f"| segcli segment (Parquet) time ÷ the same job in DuckDB SQL | {fmt_s(seg_t)} s | "
-                   f"{fmt_s(sql_t) if sql_t else sql.get('status')} s | {fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
+                   f"{fmt_s(sql_t) if sql_t else sql.get('status')} s | "
+                   f"{fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
     r = csv_t / seg_t if csv_t and seg_t else None
-    out.append(f"| segcli segment CSV time ÷ Parquet time | {fmt_s(csv_t)} s | {fmt_s(seg_t)} s | {fmt_ratio(r)}{x(CSV, SEG)} | "
+    out.append(f"| segcli segment CSV time ÷ Parquet time | {fmt_s(csv_t)} s | {fmt_s(seg_t)} s | "
+               f"{fmt_ratio(r)}{x(CSV, SEG)} | "
                f"≤ 1.3× | {verdict(r, 1.3, '≤')} |")
     r = seg_m / ref_m if seg_m and ref_m else None
     mem_target = 1.5 if size == "100M" else None
     out.append(f"| segcli segment peak RSS ÷ DuckDB peak RSS | {fmt_mib(seg_m)} MiB | {fmt_mib(ref_m)} MiB | "
-               f"{fmt_ratio(r)}{x(SEG, REFERENCE)} | {fmt_target(mem_target, '≤')} | {verdict(r, mem_target, '≤')} |")
+               f"{fmt_ratio(r)}{x(SEG, REFERENCE)} | {fmt_target(mem_target, '≤')} | "
+               f"{verdict(r, mem_target, '≤')} |")
     if sql is not None:
         r = seg_m / sql_m if seg_m and sql_m else None
         out.append(f"| segcli segment peak RSS ÷ the same job in DuckDB SQL | {fmt_mib(seg_m)} MiB | "
@@ -547,7 +550,8 @@ def render_size(size: str, data: dict) -> list[str]:
         if len(when) > 1:
             out[-1] += (" This table merges " + str(len(when)) + " invocations (`--only`): " + "; ".join(
                 f"{t.replace('T', ' ')}: {', '.join(names)}{load_note(t)}" for t, names in sorted(when.items()))
-                + ". ‡ marks a ratio between figures of different invocations: only as good as the machine was alike.")
+                + ". ‡ marks a ratio between figures of different invocations: "
+                "only as good as the machine was alike.")
         busy = [smp["others_busy_pct"] for e in runs.values() for smp in e.get("samples", []) if "others_busy_pct" in smp]
         if busy:
             out[-1] += (f" Other processes used {statistics.median(busy):.0f}% of the CPUs (median; max {max(busy):.0f}%) "

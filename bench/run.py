@@ -86,6 +86,8 @@ class Runner:
             return seg + ["rfm", pq, "-o", out, "--quiet"]
         if self.name == "segcli-rfm-lifetimes":
             return seg + ["rfm", pq, "--style", "lifetimes", "--freq", "D", "-o", out, "--quiet"]
+        if self.name == "duckdb-sql-segment":  # writes its assignments, as segcli does
+            return [str(ctx.base_python), str(BASELINES / "duckdb_sql_segment.py"), pq, out]
         script = {
             "pyarrow-read": ["pyarrow_read.py"],
             "duckdb-groupby": ["duckdb_groupby.py"],
@@ -108,6 +110,10 @@ RUNNERS = [
     Runner("pyarrow-read", "pyarrow read_table of customer_id, order_time, amount", "baselines", "core"),
     Runner("duckdb-groupby", "DuckDB SQL per-customer group-by: count(DISTINCT order_id), max(order_time), sum(amount)",
            "baselines", "core"),
+    Runner("duckdb-sql-segment", "the segmentation job in DuckDB SQL, checked against segcli by "
+           "bench/check_duckdb_sql.py: orders netted, purchases, frequency/monetary/recency, tie-safe r/f/m scores, "
+           "Pareto cum_share and A/B/C, capped VIP tier; written to zstd Parquet (no input checks, no clusters)",
+           "baselines", "core"),
     Runner("polars-streaming", "Polars lazy group-by, same aggregates, streaming engine (segcli's venv)", "segcli"),
     Runner("polars-inmemory", "Polars lazy group-by, same aggregates, in-memory engine (segcli's venv)", "segcli"),
     Runner("pandas-namedagg", "pandas read_parquet + groupby().agg(named aggregations)", "baselines", "core"),
@@ -120,6 +126,7 @@ RUNNERS = [
 ]
 BY_NAME = {r.name: r for r in RUNNERS}
 REFERENCE = "duckdb-groupby"
+SQL_SEGMENT = "duckdb-sql-segment"  # the same job as segcli segment, in SQL (issue 10)
 
 
 @dataclass
@@ -430,6 +437,16 @@ def render_size(size: str, data: dict) -> list[str]:
             f"`{Path(v['path']).name}` {v['mib']:,.0f} MiB" for v in files.values())
                    + (" (generated in " + ", ".join(f"{k} {v} s" for k, v in gen.items()) + ")" if gen else "") + ".")
         out.append("")
+    def run_of(name: str) -> str | None:
+        """The invocation a runner's figures come from (older entries: the minute they were written)."""
+        e = runs.get(name) or {}
+        return e.get("invocation") or (e.get("measured_at") or "")[:16] or None
+
+    def x(a: str, b: str) -> str:
+        """'‡' when the two runners' figures come from different invocations."""
+        ra, rb = run_of(a), run_of(b)
+        return " ‡" if ra and rb and ra != rb else ""
+
     out += ["| runner | median wall s (min–max) | peak RSS MiB | time ÷ DuckDB | RSS ÷ DuckDB | rows out | repeats |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in RUNNERS:
@@ -440,8 +457,9 @@ def render_size(size: str, data: dict) -> list[str]:
         if st == "ok":
             t, m = e["median_wall_s"], e["median_rss_mib"]
             rng = f"{fmt_s(t)} ({fmt_s(e['min_wall_s'])}–{fmt_s(e['max_wall_s'])})"
-            out.append(f"| {r.name} | {rng} | {fmt_mib(m)} | {fmt_ratio(t / ref_t if ref_t else None)} | "
-                       f"{fmt_ratio(m / ref_m if ref_m and m else None)} | {fmt_rows(e.get('rows'))} | "
+            mark = x(r.name, REFERENCE) if ref_t else ""
+            out.append(f"| {r.name} | {rng} | {fmt_mib(m)} | {fmt_ratio(t / ref_t if ref_t else None)}{mark} | "
+                       f"{fmt_ratio(m / ref_m if ref_m and m else None)}{mark} | {fmt_rows(e.get('rows'))} | "
                        f"{len(e.get('samples', []))} |")
         else:
             note = e.get("note", "")
@@ -449,13 +467,13 @@ def render_size(size: str, data: dict) -> list[str]:
     out += ["", "What each runner does: " + "; ".join(f"**{r.name}** {r.what}" for r in RUNNERS if r.name in runs) + "."]
 
     # targets and peer ratios (issue 3)
-    seg = runs.get("segcli-segment-parquet")
+    SEG, CSV = "segcli-segment-parquet", "segcli-segment-csv"
+    seg = runs.get(SEG)
     seg_t, seg_m = med(seg), med(seg, "median_rss_mib")
-    csv_t = med(runs.get("segcli-segment-csv"))
-    rfm_t = med(runs.get("segcli-rfm"))
-    rfml_t = med(runs.get("segcli-rfm-lifetimes"))
+    csv_t = med(runs.get(CSV))
 
-    def peer(label: str, mine: float | None, other_name: str, target: float | None) -> str:
+    def peer(label: str, mine_name: str, other_name: str, target: float | None) -> str:
+        mine = med(runs.get(mine_name))
         o = runs.get(other_name)
         o_t = med(o)
         if o is None:
@@ -463,7 +481,8 @@ def render_size(size: str, data: dict) -> list[str]:
         if o_t is None:
             return f"| {label} | {fmt_s(mine)} | {o.get('status')} | — | {fmt_target(target, '≥')} | — |"
         speed = o_t / mine if mine else None
-        return (f"| {label} | {fmt_s(mine)} | {fmt_s(o_t)} | {fmt_ratio(speed)} | {fmt_target(target, '≥')} | "
+        return (f"| {label} | {fmt_s(mine)} | {fmt_s(o_t)} | {fmt_ratio(speed)}{x(mine_name, other_name)} | "
+                f"{fmt_target(target, '≥')} | "
                 f"{verdict(speed, target, '≥')} |")
 
     dk_target = {"10M": 3.0, "100M": 2.0}.get(size)
@@ -471,14 +490,27 @@ def render_size(size: str, data: dict) -> list[str]:
             "| check | segcli | reference | ratio | target | met |", "| --- | --- | --- | --- | --- | --- |"]
     r = seg_t / ref_t if seg_t and ref_t else None
     out.append(f"| segcli segment (Parquet) time ÷ DuckDB group-by | {fmt_s(seg_t)} s | {fmt_s(ref_t)} s | "
-               f"{fmt_ratio(r)} | {fmt_target(dk_target, '≤')} | {verdict(r, dk_target, '≤')} |")
+               f"{fmt_ratio(r)}{x(SEG, REFERENCE)} | {fmt_target(dk_target, '≤')} | {verdict(r, dk_target, '≤')} |")
+    sql = runs.get(SQL_SEGMENT)
+    sql_t, sql_m = med(sql), med(sql, "median_rss_mib")
+    if sql is not None:
+        r = seg_t / sql_t if seg_t and sql_t else None
+        out.append(f"| segcli segment (Parquet) time ÷ the same job in DuckDB SQL | {fmt_s(seg_t)} s | "
+                   f"{fmt_s(sql_t) if sql_t else sql.get('status')} s | "
+                   f"{fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
     r = csv_t / seg_t if csv_t and seg_t else None
-    out.append(f"| segcli segment CSV time ÷ Parquet time | {fmt_s(csv_t)} s | {fmt_s(seg_t)} s | {fmt_ratio(r)} | "
+    out.append(f"| segcli segment CSV time ÷ Parquet time | {fmt_s(csv_t)} s | {fmt_s(seg_t)} s | "
+               f"{fmt_ratio(r)}{x(CSV, SEG)} | "
                f"≤ 1.3× | {verdict(r, 1.3, '≤')} |")
     r = seg_m / ref_m if seg_m and ref_m else None
     mem_target = 1.5 if size == "100M" else None
     out.append(f"| segcli segment peak RSS ÷ DuckDB peak RSS | {fmt_mib(seg_m)} MiB | {fmt_mib(ref_m)} MiB | "
-               f"{fmt_ratio(r)} | {fmt_target(mem_target, '≤')} | {verdict(r, mem_target, '≤')} |")
+               f"{fmt_ratio(r)}{x(SEG, REFERENCE)} | {fmt_target(mem_target, '≤')} | "
+               f"{verdict(r, mem_target, '≤')} |")
+    if sql is not None:
+        r = seg_m / sql_m if seg_m and sql_m else None
+        out.append(f"| segcli segment peak RSS ÷ the same job in DuckDB SQL | {fmt_mib(seg_m)} MiB | "
+                   f"{fmt_mib(sql_m)} MiB | {fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
     rows = seg.get("rows") if seg else None
     if seg_m and rows:
         out.append(f"| segcli segment peak RSS per customer | {seg_m * 2**20 / rows:,.0f} B | {rows:,} customers | — | "
@@ -489,12 +521,13 @@ def render_size(size: str, data: dict) -> list[str]:
     out += [
         "", "| comparison (same file, whole process) | segcli s | peer s | speed-up (peer s ÷ segcli s) | target | met |",
         "| --- | --- | --- | --- | --- | --- |",
-        peer("segcli rfm --style lifetimes vs lifetimes", rfml_t, "lifetimes", peer_target),
-        peer("segcli rfm --style lifetimes vs pymc-marketing rfm_summary", rfml_t, "pymc-marketing", peer_target),
-        peer("segcli rfm (plain RFM) vs pandas named-agg", rfm_t, "pandas-namedagg", 3.0),
-        peer("segcli segment (whole pipeline) vs pandas named-agg", seg_t, "pandas-namedagg", 3.0),
-        peer("segcli rfm (plain RFM) vs pandas tutorial code", rfm_t, "pandas-tutorial", 30.0),
-        peer("segcli segment (whole pipeline) vs pandas tutorial code", seg_t, "pandas-tutorial", 30.0),
+        peer("segcli rfm --style lifetimes vs lifetimes", "segcli-rfm-lifetimes", "lifetimes", peer_target),
+        peer("segcli rfm --style lifetimes vs pymc-marketing rfm_summary", "segcli-rfm-lifetimes", "pymc-marketing",
+             peer_target),
+        peer("segcli rfm (plain RFM) vs pandas named-agg", "segcli-rfm", "pandas-namedagg", 3.0),
+        peer("segcli segment (whole pipeline) vs pandas named-agg", SEG, "pandas-namedagg", 3.0),
+        peer("segcli rfm (plain RFM) vs pandas tutorial code", "segcli-rfm", "pandas-tutorial", 30.0),
+        peer("segcli segment (whole pipeline) vs pandas tutorial code", SEG, "pandas-tutorial", 30.0),
     ]
     meta = data.get("measured", {})
     if meta:
@@ -504,12 +537,21 @@ def render_size(size: str, data: dict) -> list[str]:
                 + f"; load average (1 min) before/after: {meta.get('load_before', '?')} / {meta.get('load_after', '?')}"
                 + f" on {os.cpu_count()} cores."]
         when: dict[str, list[str]] = {}
+        loads: dict[str, list[float]] = {}
         for name, e in runs.items():
             if e.get("measured_at"):
                 when.setdefault(e["measured_at"][:16], []).append(name)
+                loads.setdefault(e["measured_at"][:16], []).extend(
+                    smp["load1_after"] for smp in e.get("samples", []) if "load1_after" in smp)
+
+        def load_note(t: str) -> str:
+            return f" (load average after each run: median {statistics.median(loads[t]):.1f})" if loads.get(t) else ""
+
         if len(when) > 1:
             out[-1] += (" This table merges " + str(len(when)) + " invocations (`--only`): " + "; ".join(
-                f"{t.replace('T', ' ')}: {', '.join(names)}" for t, names in sorted(when.items())) + ".")
+                f"{t.replace('T', ' ')}: {', '.join(names)}{load_note(t)}" for t, names in sorted(when.items()))
+                + ". ‡ marks a ratio between figures of different invocations: "
+                "only as good as the machine was alike.")
         busy = [smp["others_busy_pct"] for e in runs.values() for smp in e.get("samples", []) if "others_busy_pct" in smp]
         if busy:
             out[-1] += (f" Other processes used {statistics.median(busy):.0f}% of the CPUs (median; max {max(busy):.0f}%) "
@@ -615,8 +657,9 @@ def main() -> None:
         csv = ensure_data(size, "csv", seg_python, gen_log) if any(r.csv for r in sized) else None
         sd = results["sizes"].setdefault(size, {})
         sd.setdefault("generation_s", {}).update(gen_log)
-        sd["files"] = {f.suffix[1:]: {"path": str(f.relative_to(REPO)), "mib": round(f.stat().st_size / 2**20, 1)}
-                       for f in (pq, csv) if f}
+        sd.setdefault("files", {}).update(
+            {f.suffix[1:]: {"path": str(f.relative_to(REPO)), "mib": round(f.stat().st_size / 2**20, 1)}
+             for f in (pq, csv) if f})
         sd["rows_in"] = output_rows(seg_python, pq)
         if args.setup_only:
             continue
@@ -668,7 +711,8 @@ def main() -> None:
             ss = samples[r.name]
             bad = [s for s in ss if s["status"] != "ok"]
             entry = {"status": bad[0]["status"] if bad else "ok", "argv": [shlex.quote(a) for a in argvs[r.name]],
-                     "samples": ss, "rows": rows.get(r.name), "measured_at": now_iso(), **summarize(ss)}
+                     "samples": ss, "rows": rows.get(r.name), "measured_at": now_iso(), "invocation": started_wall,
+                     **summarize(ss)}
             if bad:
                 entry["note"] = (f"killed after {args.timeout:.0f} s" if bad[0]["status"] == "timeout"
                                  else bad[0].get("error", ""))

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast typecheck sample bench clean report-deps
+.PHONY: demo test test-fast typecheck schema sample bench clean report-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ report-deps: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy --version >/dev/null 2>&1 || $(BIN)/pip install --quiet 'mypy>=1.10'
 	$(BIN)/python -m mypy segcli --ignore-missing-imports
+
+# The JSON Schema of a config file that editors use (segcli/config.schema.json), regenerated from segcli/config.py
+schema: $(STAMP)
+	$(BIN)/segcli config schema -o segcli/config.schema.json
 
 sample: $(STAMP)
 	$(BIN)/python sample_data/generate.py --out sample_data/transactions.csv

@@ -23,7 +23,7 @@ import tomli_w
 import typer
 
 from segcli import __version__
-from segcli.config import ROLES, Config, config_from_dict, default_config_text, load_config
+from segcli.config import ROLES, Config, config_from_dict, default_config_text, json_schema, load_config
 from segcli.diff import change_counts, change_lists, tier_diff
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
@@ -557,6 +557,24 @@ def config_show(
         sys.stdout.write(json.dumps(cfg.raw, ensure_ascii=False, indent=2) + "\n")
     else:
         sys.stdout.write(f"# effective segcli config (sha256 {cfg.hash[:16]})\n" + tomli_w.dumps(cfg.raw))
+
+
+@config_app.command("schema")
+@handle_errors
+def config_schema(
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the schema to a file instead of stdout.", show_default=False)] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of a config file, for editors and CI checks.
+
+    Example: segcli config schema -o segcli.schema.json
+    """
+    out = output or "-"
+    if out != "-" and not Path(out).resolve().parent.is_dir():
+        raise OutputError(f"cannot write {out}: its folder does not exist")
+    write_text(json.dumps(json_schema(), ensure_ascii=False, indent=2) + "\n", out)
+    if out != "-":
+        _err(f"segcli: wrote {out}")
 
 
 @app.command("export")

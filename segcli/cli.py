@@ -652,7 +652,7 @@ def report_cmd(
     previous: Annotated[str | None, typer.Option("--previous", help="Previous assignments file: the run keeps VIPs stable, and the page shows the migrations.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
     lang: Annotated[Lang, typer.Option("--lang", help="The language the page opens in (the HTML page switches).")] = Lang.zh,
-    font: Annotated[str | None, typer.Option("--font", help=".md: a font file with Chinese glyphs for the PNG charts [default: found with fontconfig].", show_default=False)] = None,
+    font: Annotated[str | None, typer.Option("--font", help="A font file with Chinese glyphs: .html embeds the part of it the page uses, .md draws its PNG charts with it [default: found with fontconfig].", show_default=False)] = None,
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
@@ -663,7 +663,9 @@ def report_cmd(
 
     Example: segcli report sample_data/transactions.csv --previous last-month.parquet -o report.html
     """
+    from segcli.fonts import find_page_font
     from segcli.page.results import build_results
+    from segcli.page.text import all_text
     from segcli.page.write import report_kind, write_report
 
     limit = _memory_limit(memory_limit)
@@ -672,7 +674,12 @@ def report_cmd(
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     check_output_path(output, inputs + ([previous] if previous else []))
     prev_df, prev_meta = _read_previous(previous)
-    chart_font = _chart_font(font, cfg, quiet, required=True) if kind == "md" else None
+    if kind == "md":
+        chart_font = _chart_font(font, cfg, quiet, required=True)
+    else:  # the page embeds a subset of the font; without one it is written all the same
+        chart_font, note = find_page_font(font, text=all_text(cfg.tiers.labels))
+        if note is not None and not quiet:
+            _err(f"segcli: warning: {note}")
     progress = Progress(quiet)
     try:
         result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress,

@@ -1,4 +1,5 @@
-"""A font with Chinese glyphs for charts drawn to PNG/SVG (知心, 遇心 must not be tofu boxes).
+"""A font with Chinese glyphs for charts drawn to PNG/SVG and for the HTML page, which embeds
+a subset of it (知心, 遇心 must not be tofu boxes).
 
 Found through fontconfig (``fc-list :lang=zh``), else among the fonts matplotlib knows, or
 given as a file (``--font``). A font is taken only when it has a glyph for every character
@@ -18,6 +19,10 @@ CHART_CHARS = "知心遇"
 # names that fontconfig-less systems give their CJK fonts, for the matplotlib fallback scan
 CJK_NAME_HINTS = ("cjk", "wqy", "wenquanyi", "hei", "song", "ming", "kai", "fallback", "noto sans sc", "yahei",
                   "pingfang", "sarasa", "source han", "arphic", "uming", "ukai")
+NO_PAGE_FONT = ("no font with Chinese glyphs found to embed in the HTML page: the page relies on the reader's "
+                "fonts, and where the reader has no Chinese font its Chinese labels (知心, 遇心) show as boxes; "
+                "to embed one: apt-get install fonts-wqy-microhei (Debian/Ubuntu) and run again, "
+                "or name a font file with --font PATH")
 INSTALL_HINT = "install one (Debian/Ubuntu: apt-get install fonts-wqy-microhei), or name a font file with --font PATH"
 
 
@@ -88,6 +93,18 @@ def find_cjk_font(font: str | None = None, *, text: str = "") -> Path:
             return path
     raise ConfigError("no font with Chinese glyphs found for the PNG charts",
                       ["looked for fonts fontconfig lists for :lang=zh and among matplotlib's fonts", INSTALL_HINT])
+
+
+def find_page_font(font: str | None, *, text: str = "") -> tuple[Path | None, str | None]:
+    """The font the HTML page embeds a subset of, or ``None`` and the sentence to warn with
+    (the page is still written). ``font`` (``--font``) is checked as by :func:`find_cjk_font`.
+    """
+    if font is not None:
+        return find_cjk_font(font, text=text), None
+    try:
+        return find_cjk_font(None, text=text), None
+    except ConfigError:
+        return None, NO_PAGE_FONT
 
 
 def use_font(path: Path) -> str:

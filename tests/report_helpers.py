@@ -3,8 +3,11 @@ the report on the sample data beside the CLI documents it must equal."""
 
 from __future__ import annotations
 
+import base64
 import importlib
+import io
 import json
+import re
 import os
 import shutil
 from html.parser import HTMLParser
@@ -95,6 +98,61 @@ class Tables(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._cell is not None and not self._skip:
             self._cell.append(data)
+
+
+class Shown(HTMLParser):
+    """The text a page shows: its text nodes outside ``<script>`` and ``<style>``, and every
+    string of the charts' figures (``<script id="segcli-figures">``: titles, ticks, labels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.figures: list[str] = []
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self._in = "figures" if dict(attrs).get("id") == "segcli-figures" else tag
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._in == "figures" and tag == "script":
+            self.parts.extend(strings(json.loads("".join(self.figures).replace("<\\/", "</"))))
+        if tag in ("script", "style"):
+            self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in is None:
+            self.parts.append(data)
+        elif self._in == "figures":
+            self.figures.append(data)
+
+
+def strings(value: Any) -> list[str]:
+    """Every string in a JSON document, keys aside."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return []
+
+
+def shown_text(page: str) -> str:
+    parser = Shown()
+    parser.feed(page)
+    return "".join(parser.parts)
+
+
+FONT_URL = re.compile(r"url\(data:font/woff;base64,([A-Za-z0-9+/=]+)\)")
+
+
+def embedded_font(page: str) -> Any:
+    """The page's one ``@font-face`` font, decoded (a fontTools ``TTFont``)."""
+    from fontTools.ttLib import TTFont
+
+    assert page.count("@font-face") == 1 and len(FONT_URL.findall(page)) == 1
+    return TTFont(io.BytesIO(base64.b64decode(FONT_URL.findall(page)[0])))
 
 
 def page_data(text: str) -> dict[str, Any]:

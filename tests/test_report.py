@@ -3,8 +3,10 @@ Markdown with PNG charts that really show Chinese; the optional pieces fail clea
 
 from __future__ import annotations
 
+import json
 import struct
 import sys
+import unicodedata
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,13 +18,15 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import SAMPLE
-from report_helpers import Tables, need, need_plotly, page_data, run
+from report_helpers import FONT_URL, Tables, embedded_font, need, need_plotly, page_data, run, shown_text
 from segcli import fonts
 from segcli.cli import app
 from segcli.config import load_config
 from segcli.diff import tier_diff, tier_flows
+from segcli.errors import ConfigError
 from segcli.io import read_assignments
 from segcli.page.results import build_results
+from segcli.page.webfont import PAGE_FAMILY
 from segcli.pipeline import segment
 
 
@@ -125,6 +129,7 @@ def test_the_page_is_one_offline_file_with_chinese_tier_labels(sample_report: di
 
     assert f"<script>{get_plotlyjs()}</script>" in html  # plotly.js inline, whole
     ours = html.replace(get_plotlyjs(), "")  # (its code names URLs it never loads for these chart types)
+    ours = FONT_URL.sub("", ours)  # the one url(): the embedded font, a data: URL
     for remote in ("https://", "http://", "src=", "<link", "@import", "url("):
         assert remote not in ours, remote
     for chart in ("chart-concentration", "chart-tiers", "chart-revenue-tree", "chart-rfm-grid", "chart-clusters",
@@ -138,6 +143,11 @@ def test_the_same_run_gives_the_same_page_byte_for_byte(tmp_path: Path, small_cs
     run("report", str(small_csv), "-o", str(a), "-q")
     run("report", str(small_csv), "-o", str(b), "-q")
     assert a.read_bytes() == b.read_bytes()
+    try:  # the embedded font's bytes too, whenever there is a font to embed
+        fonts.find_cjk_font(None)
+        assert a.read_text(encoding="utf-8").count("@font-face") == 1
+    except ConfigError:
+        pass
     assert "at-risk" not in a.read_text(encoding="utf-8")  # no at_risk column before schema v2
 
 
@@ -256,13 +266,77 @@ def test_markdown_without_any_chinese_font_says_so_with_exit_78(tmp_path: Path, 
     assert not (tmp_path / "r.md").exists()
 
 
-def test_a_font_without_chinese_glyphs_is_refused(tmp_path: Path, small_csv: Path) -> None:
+@pytest.mark.parametrize("suffix", [".md", ".html"])
+def test_a_font_without_chinese_glyphs_is_refused(tmp_path: Path, small_csv: Path, suffix: str) -> None:
     import matplotlib
 
     latin = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    result = invoke("report", str(small_csv), "-o", str(tmp_path / "r.md"), "--font", str(latin))
+    result = invoke("report", str(small_csv), "-o", str(tmp_path / f"r{suffix}"), "--font", str(latin))
     assert result.exit_code == 78
     assert "no glyph for" in result.stderr and "tofu" in result.stderr
+    assert not (tmp_path / f"r{suffix}").exists()
+
+
+def cjk(text: str) -> set[str]:
+    """The CJK characters of ``text``: ideographs and full-width punctuation such as （）：，"""
+    return {c for c in text if unicodedata.east_asian_width(c) in ("W", "F")}
+
+
+def test_the_page_embeds_one_subset_font_with_a_glyph_for_every_chinese_character_it_shows(
+        sample_report: dict[str, Any]) -> None:
+    from fontTools.ttLib import TTFont
+
+    source = TTFont(cjk_font(), fontNumber=0, lazy=True)  # the font fontconfig finds, as the CLI did
+    page = sample_report["html"]
+    font = embedded_font(page)  # exactly one @font-face, a data: URL
+    shown = cjk(shown_text(page))  # the page's text nodes and its charts' strings, both languages
+    assert {"知", "心", "遇", "客", "户", "收", "入"} <= shown and len(shown) > 80
+    cmap = font.getBestCmap()
+    assert sorted(c for c in shown if ord(c) not in cmap) == []
+    # a subset, not the whole font
+    assert font["maxp"].numGlyphs < source["maxp"].numGlyphs / 20
+    assert len(cmap) < len(source.getBestCmap()) / 20
+    # the source font's names and dates, never the time of the run
+    assert font["name"].getDebugName(6) == source["name"].getDebugName(6)
+    assert font["head"].modified == source["head"].modified and "FFTM" not in font
+    # the page's styles and every chart ask for it first
+    assert f"@font-face{{font-family:'{PAGE_FAMILY}';" in page
+    assert f"body{{font-family:'{PAGE_FAMILY}'," in page
+    figures = json.loads(page.split('id="segcli-figures">', 1)[1].split("</script>", 1)[0].replace("<\\/", "</"))
+    families = {f[lang]["layout"]["font"]["family"] for f in figures.values() for lang in ("zh", "en")}
+    assert len(families) == 1 and families.pop().startswith(f"'{PAGE_FAMILY}', ")
+
+
+def test_html_report_embeds_the_font_given_with_font(tmp_path: Path, small_csv: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    need_plotly()
+    from fontTools.ttLib import TTFont
+
+    source = cjk_font()
+    monkeypatch.setattr(fonts, "_fontconfig_candidates", lambda: [])  # only --font can give one
+    monkeypatch.setattr(fonts, "_matplotlib_candidates", lambda: [])
+    out = tmp_path / "r.html"
+    result = invoke("report", str(small_csv), "-o", str(out), "--font", str(source))
+    assert result.exit_code == 0, result.stderr
+    assert "warning: no font" not in result.stderr
+    font = embedded_font(out.read_text(encoding="utf-8"))
+    assert font["name"].getDebugName(6) == TTFont(source, fontNumber=0, lazy=True)["name"].getDebugName(6)
+
+
+def test_html_report_without_any_chinese_font_is_written_with_a_warning(tmp_path: Path, small_csv: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    need_plotly()
+    monkeypatch.setattr(fonts, "_fontconfig_candidates", lambda: [])
+    monkeypatch.setattr(fonts, "_matplotlib_candidates", lambda: [])
+    out = tmp_path / "r.html"
+    result = invoke("report", str(small_csv), "-o", str(out))
+    assert result.exit_code == 0
+    assert "segcli: warning: no font with Chinese glyphs found to embed in the HTML page" in result.stderr
+    assert "relies on the reader's fonts" in result.stderr
+    assert "apt-get install fonts-wqy-microhei" in result.stderr and "--font PATH" in result.stderr
+    page = out.read_text(encoding="utf-8")
+    assert "@font-face" not in page and "知心" in page
+    assert "warning" not in invoke("report", str(small_csv), "-o", str(out), "-q").stderr
 
 
 def test_pareto_plot_names_the_vip_limit_in_chinese(tmp_path: Path, small_csv: Path) -> None:

@@ -1,24 +1,26 @@
 """The HTML report in a real browser (issue 15): headless Chromium with the network blocked
 opens the file, every chart renders with the right number of marks and the CLI's numbers, no
-console error, no request leaves the page, and the Chinese tier labels are on screen."""
+console error, no request leaves the page, and the Chinese tier labels are on screen, drawn with
+the font the page embeds (also where the machine has no Chinese font)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from report_helpers import ARTIFACTS, CHROMIUM, need_chromium, page_data
+from report_helpers import ARTIFACTS, CHROMIUM, embedded_font, need_chromium, page_data
 
 pytestmark = pytest.mark.browser
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LOCAL = ("file://", "data:", "blob:", "about:")  # what does not leave the machine
+ZHIXIN_CARD = "#headline .card[data-figure=vip_customers] .label .zh"  # 知心 客户
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,8 @@ def browser_page(sample_report: dict[str, Any]) -> Iterator[dict[str, Any]]:
         page.wait_for_selector("body[data-charts-ready=zh]", timeout=60_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report-zh.png"), full_page=True)
-        yield {**sample_report, "page": page, "seen": seen, "data": page_data(sample_report["html"])}
+        yield {**sample_report, "page": page, "page_file": sample_report["page"], "seen": seen,
+               "data": page_data(sample_report["html"]), "playwright": pw}
         context.close()
 
 
@@ -100,22 +103,57 @@ def test_the_charts_plot_the_cli_numbers(browser_page: dict[str, Any]) -> None:
     assert [head["customer_share"] * 100, 0] in lines and [0, 80.0] in lines
 
 
-def test_chinese_tier_labels_are_shown_and_drawn_with_a_chinese_font(browser_page: dict[str, Any]) -> None:
+def platform_fonts(page: Any, selector: str) -> list[dict[str, Any]]:
+    """The fonts Chromium drew the first element of ``selector`` with (DevTools protocol)."""
+    cdp = page.context.new_cdp_session(page)
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    assert node, selector
+    cdp.send("CSS.enable")
+    fonts: list[dict[str, Any]] = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    cdp.detach()
+    return fonts
+
+
+def drawn_with_the_embedded_font(page: Any, html: str) -> None:
+    """知心 in a headline card and on a chart's axis: every glyph from the page's own font."""
+    family = embedded_font(html)["name"].getDebugName(1)
+    for selector in (ZHIXIN_CARD, "#chart-tiers .xtick text"):
+        used = platform_fonts(page, selector)
+        assert used and all(f["isCustomFont"] and f["familyName"] == family and f["glyphCount"] > 0
+                            for f in used), (selector, used)
+
+
+def test_chinese_tier_labels_are_shown_and_drawn_with_the_embedded_font(browser_page: dict[str, Any]) -> None:
     page = browser_page["page"]
     ticks = page.locator("#chart-tiers .xtick text").all_text_contents()
     assert ticks == ["知心", "遇心"]
     assert "知心" in page.locator("#chart-revenue-tree").text_content()
     assert page.locator("#headline").inner_text().count("知心") >= 3
-    # which font Chromium drew the label with: one that fontconfig lists for Chinese, not a fallback box
-    cdp = page.context.new_cdp_session(page)
-    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
-    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#headline .card[data-figure=vip_customers] .zh"})
-    cdp.send("CSS.enable")
-    used = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})["fonts"]
-    fc = shutil.which("fc-list")
-    zh = subprocess.run([fc, ":lang=zh", "family"], capture_output=True, text=True).stdout if fc else ""
-    families = {f.strip() for line in zh.splitlines() for f in line.split(",")}
-    assert any(f["familyName"] in families and f["glyphCount"] > 0 for f in used), used
+    assert page.locator(ZHIXIN_CARD).inner_text() == "知心 客户"
+    # which font Chromium drew the labels with: the page's @font-face, not a system font
+    drawn_with_the_embedded_font(page, browser_page["html"])
+
+
+def test_a_machine_without_a_chinese_font_draws_the_labels_with_the_embedded_font(
+        browser_page: dict[str, Any], tmp_path: Path) -> None:
+    import matplotlib
+
+    conf = tmp_path / "fonts.conf"  # fontconfig that knows matplotlib's DejaVu fonts and nothing else
+    conf.write_text(f"<?xml version=\"1.0\"?><fontconfig><dir>{matplotlib.get_data_path()}/fonts/ttf</dir>"
+                    f"<cachedir>{tmp_path / 'cache'}</cachedir></fontconfig>", encoding="utf-8")
+    browser = browser_page["playwright"].chromium.launch(
+        executable_path=CHROMIUM, args=ARGS, headless=True, env={**os.environ, "FONTCONFIG_FILE": str(conf)})
+    try:
+        page = browser.new_context(offline=True).new_page()
+        page.set_content('<p lang="zh-CN" style="font-family:sans-serif">知心</p>')  # the machine's own fonts
+        assert all(not f["isCustomFont"] and f["familyName"].startswith("DejaVu") for f in platform_fonts(page, "p"))
+        page.goto(browser_page["page_file"].as_uri())
+        page.wait_for_selector("body[data-charts-ready=zh]", timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "report-zh-no-system-cjk-font.png"))
+        drawn_with_the_embedded_font(page, browser_page["html"])
+    finally:
+        browser.close()
 
 
 def test_the_page_switches_to_english_and_keeps_the_chinese_tier_labels(browser_page: dict[str, Any]) -> None:

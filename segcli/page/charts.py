@@ -14,11 +14,10 @@ import polars as pl
 from segcli.errors import ConfigError
 from segcli.page.results import Migration, ReportResults, matrix_cells
 from segcli.page.text import tier_name, tr
+from segcli.page.webfont import FONT_STACK
 from segcli.plot import CURVE, EQUAL, HEAD, VIP
 from segcli.tiers import YUXIN, ZHIXIN
 
-FONT_STACK = ("'Noto Sans CJK SC', 'Source Han Sans SC', 'PingFang SC', 'Microsoft YaHei', "
-              "'WenQuanYi Micro Hei', 'Droid Sans Fallback', sans-serif")
 TIER_COLOURS = {ZHIXIN: "#b03a2e", YUXIN: "#5d6d7e", "(new)": "#27ae60", "(departed)": "#aab7b8"}
 LINK_COLOURS = {ZHIXIN: "rgba(176,58,46,0.35)", YUXIN: "rgba(93,109,126,0.25)", "(new)": "rgba(39,174,96,0.4)"}
 Figure = dict[str, Any]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -20,17 +21,17 @@ from segcli.diff import change_counts
 from segcli.page.charts import all_figures, group_name
 from segcli.page.results import LIST_ROWS, ReportResults, headline
 from segcli.page.text import LANGS, column, tier_name, tr
+from segcli.page.webfont import FONT_STACK, PAGE_FAMILY, font_face
 from segcli.report import _display, concentration_document, concentration_tables, to_records
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:")
 STYLE = """
-body{font-family:'Noto Sans CJK SC','Source Han Sans SC','PingFang SC','Microsoft YaHei','WenQuanYi Micro Hei',
-'Droid Sans Fallback',sans-serif;margin:0 auto;max-width:1180px;padding:16px 24px;color:#222;background:#fff}
+body{font-family:FONT_STACK;margin:0 auto;max-width:1180px;padding:16px 24px;color:#222;background:#fff}
 html[data-lang=zh] .en,html[data-lang=en] .zh{display:none}
 header{display:flex;justify-content:space-between;align-items:baseline;border-bottom:2px solid #b03a2e}
 header p{color:#555;margin:4px 0}
-button#lang-switch{font-size:14px;padding:4px 12px;cursor:pointer}
+button#lang-switch{font-family:inherit;font-size:14px;padding:4px 12px;cursor:pointer}
 .cards{display:grid;grid-template-columns:repeat(4,1fr);gap:10px;margin:16px 0}
 .card{border:1px solid #ddd;border-radius:6px;padding:10px}
 .card .label{color:#555;font-size:13px}.card .value{font-size:22px;font-weight:600;margin:4px 0}
@@ -42,7 +43,7 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:right}th{background:#f4f4
 td:first-child,th:first-child{text-align:left}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:14px}
 footer{color:#777;font-size:12px;border-top:1px solid #ddd;padding-top:8px}
-"""
+""".replace("FONT_STACK", FONT_STACK)
 SCRIPT = """
 (function () {
   var figs = JSON.parse(document.getElementById('segcli-figures').textContent);
@@ -60,9 +61,11 @@ SCRIPT = """
   document.getElementById('lang-switch').addEventListener('click', function () {
     draw(root.getAttribute('data-lang') === 'zh' ? 'en' : 'zh');
   });
-  draw(root.getAttribute('data-lang'));
+  // the embedded font first (Plotly measures its labels when it draws them)
+  var loaded = document.fonts ? document.fonts.load("12px 'PAGE_FAMILY'") : Promise.resolve();
+  loaded.catch(function () {}).then(function () { draw(root.getAttribute('data-lang')); });
 })();
-"""
+""".replace("PAGE_FAMILY", PAGE_FAMILY)
 
 
 def span(lang: str, text: str) -> str:
@@ -207,8 +210,8 @@ def _script_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str).replace("</", "<\\/")
 
 
-def page_html(r: ReportResults, *, lang: str = "zh") -> str:
-    """The whole page as one string: the same results give the same bytes.
+def page_html(r: ReportResults, *, lang: str = "zh", font: Path | None = None) -> str:
+    """The whole page as one string: the same results (and font) give the same bytes.
 
     Parameters
     ----------
@@ -216,6 +219,9 @@ def page_html(r: ReportResults, *, lang: str = "zh") -> str:
         What to show (:func:`segcli.page.results.build_results`).
     lang:
         The language the page opens in (``zh`` or ``en``); a button switches.
+    font:
+        A font with Chinese glyphs (:func:`segcli.fonts.find_cjk_font`): the page embeds the
+        part of it that its texts use. Without one the page relies on the reader's fonts.
     """
     figures = {lang_: all_figures(r, lang_) for lang_ in LANGS}  # exit 78 here without the extra
     from plotly.offline import get_plotlyjs
@@ -225,16 +231,21 @@ def page_html(r: ReportResults, *, lang: str = "zh") -> str:
     header = (f'<header><div><h1>{bi("title")}</h1><p>{bi("as_of")} {html.escape(r.as_of)} · {bi("inputs")}: '
               f'{html.escape(", ".join(r.inputs))} · {bi("config")} {r.config_hash[:12]}</p></div>'
               f'<button id="lang-switch" type="button">{bi("switch")}</button></header>')
+    body = [
+        "<body>", header, headline_cards(r), *body_sections(r),
+        f'<footer>{bi("footer", version=r.version)}</footer>',
+        f'<script type="application/json" id="segcli-data">{_script_json(documents(r))}</script>',
+        f'<script type="application/json" id="segcli-figures">{_script_json(by_chart)}</script>',
+    ]
+    # every character the page shows (texts, tables, the charts' labels in both languages)
+    fonts = font_face(font, title + "".join(body)) if font is not None else ""
     return "\n".join([
         "<!DOCTYPE html>",
         f'<html lang="{"zh-CN" if lang == "zh" else "en"}" data-lang="{lang}">',
         f'<head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>",
-        "<body>", header, headline_cards(r), *body_sections(r),
-        f'<footer>{bi("footer", version=r.version)}</footer>',
-        f'<script type="application/json" id="segcli-data">{_script_json(documents(r))}</script>',
-        f'<script type="application/json" id="segcli-figures">{_script_json(by_chart)}</script>',
+        f"<title>{html.escape(title)}</title><style>{fonts}{STYLE}</style></head>",
+        *body,
         f"<script>{get_plotlyjs()}</script>",
         f"<script>{SCRIPT}</script>",
         "</body></html>",

@@ -28,12 +28,13 @@ def chart_path(path: str, name: str) -> Path:
 def write_report(r: ReportResults, path: str, *, lang: str, font: Path | None) -> list[str]:
     """Write the report (atomically, each file whole or not at all); return the paths written.
 
-    ``font`` (a file with Chinese glyphs) is needed for Markdown's PNG charts only.
+    ``font`` (a file with Chinese glyphs): the HTML page embeds a subset of it (without one it
+    relies on the reader's fonts); Markdown's PNG charts need it.
     """
     if report_kind(path) == "html":
         from segcli.page.html import page_html
 
-        text = page_html(r, lang=lang)
+        text = page_html(r, lang=lang, font=font)
         with atomic_path(Path(path)) as tmp:
             tmp.write_text(text, encoding="utf-8")
         return [path]

@@ -27,7 +27,7 @@ from segcli.config import ROLES, Config, config_from_dict, default_config_text, 
 from segcli.diff import change_counts, tier_diff
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
-from segcli.lifetimes import lifetimes_finish, lifetimes_periods
+from segcli.lifetimes import lifetimes_finish, lifetimes_periods, lifetimes_record
 from segcli.plot import plot_format, write_plot
 from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
                              parse_size, rfm_table, segment, warning_records)
@@ -350,8 +350,7 @@ def rfm_cmd(
         tx = load_transactions(inputs, cfg, aggregate=periods)
         df = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq.value,
                               scale=tx.scale).collect()
-        meta = {"schema_version": 1, "version": __version__, "style": "lifetimes", "freq": freq.value,
-                "as_of": tx.as_of.isoformat(), "config_hash": cfg.hash, "inputs": tx.sources, "rows": tx.counts}
+        meta = lifetimes_record(cfg, tx, freq.value)
         warnings, rejects = tx.warnings, tx.rejects
     else:
         progress = Progress(quiet)

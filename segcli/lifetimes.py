@@ -4,10 +4,16 @@ monetary_value per customer, with periods of a day or a Monday-start week (SPEC 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import polars as pl
 
+from segcli import __version__
+from segcli.config import Config
+from segcli.pipeline import Transactions, created_timestamp, warning_records
 from segcli.rfm import money, orders
+
+SCHEMA_VERSION = 1  # of the lifetimes file: customer_id, frequency, recency, T, monetary_value
 
 EPOCH_MONDAY = dt.date(1970, 1, 5)  # a Monday: week numbers count from it
 
@@ -65,3 +71,22 @@ def lifetimes_finish(periods: pl.LazyFrame, *, as_of: dt.date, freq: str, scale:
         )
         .sort("customer_id")
     )
+
+
+def lifetimes_record(cfg: Config, tx: Transactions, freq: str) -> dict[str, Any]:
+    """The run record of a lifetimes file: the fields every segcli output records (so that
+    ``config show --from`` and ``summary --record`` read it), plus the style and period."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "segcli",
+        "version": __version__,
+        "style": "lifetimes",
+        "freq": freq,
+        "as_of": tx.as_of.isoformat(),
+        "config_hash": cfg.hash,
+        "config": cfg.raw,
+        "inputs": tx.sources,
+        "rows": tx.counts,
+        "warnings": warning_records(tx.warnings),
+        "created_at": created_timestamp(),
+    }

@@ -41,3 +41,26 @@ def test_rule_operators_inside_quoted_values_are_left_as_written(tmp_path: Path)
     assert result.exit_code == 0, result.stderr
     df = pl.read_csv(out)
     assert sorted(df.filter(pl.col("tier") == "zhixin")["customer_id"]) == ["A&&B", "X||Y", "Z"]
+
+
+# --------------------------------------------------------------------------- lifetimes run record (item 5)
+
+
+def test_lifetimes_file_has_a_full_run_record_that_config_show_reads(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "tx.csv", H, ["A,2025-03-01,10.00,O1", "A,2025-03-05,20.00,O2",
+                                             "B,2025-03-02,5.00,O3"])
+    cfg = config(tmp_path, "[analysis]\nmax_staleness_days = 40\n")
+    for name in ("lt.parquet", "lt.csv"):
+        out = tmp_path / name
+        result = run("rfm", src, "--style", "lifetimes", "--freq", "W", "-c", cfg, "-o", out, "-q")
+        assert result.exit_code == 0, result.stderr
+        meta = (json.loads(pl.read_parquet_metadata(out)["segcli"]) if name.endswith(".parquet")
+                else json.loads((tmp_path / "lt.csv.meta.json").read_text(encoding="utf-8")))
+        assert {"schema_version", "tool", "version", "as_of", "config_hash", "config", "inputs", "rows",
+                "warnings", "created_at", "style", "freq"} <= set(meta), sorted(meta)
+        assert (meta["tool"], meta["style"], meta["freq"], meta["as_of"]) == ("segcli", "lifetimes", "W", "2025-03-05")
+        assert meta["created_at"] == "2026-01-01T00:00:00+00:00"  # SOURCE_DATE_EPOCH (conftest)
+        shown = run("config", "show", "--from", out, "--json")
+        assert shown.exit_code == 0, shown.stderr
+        assert json.loads(shown.stdout)["analysis"]["max_staleness_days"] == 40
+        assert json.loads(shown.stdout) == meta["config"]

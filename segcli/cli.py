@@ -300,9 +300,10 @@ def segment_cmd(
         return
     df, conc = result.customers, result.concentration
     summary = summarize(df, "tier")
+    gone = df.filter(pl.col("reason") == "departed").height  # rows that only demote, not in the data
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
-        doc = {"as_of": result.meta["as_of"], "customers": df.height, "rows": result.meta["rows"],
+        doc = {"as_of": result.meta["as_of"], "customers": df.height - gone, "departed": gone, "rows": result.meta["rows"],
                "output": output, "pareto": concentration_document(conc), "tiers": to_records(summary),
                "vip_groups": to_records(summarize(df, "vip_group")), "model": result.meta["model"]["cluster"]}
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
@@ -312,7 +313,8 @@ def segment_cmd(
         counts, model = result.meta["rows"], result.meta["model"]
         sil = model["cluster"]["silhouette"]
         groups = ", ".join(f"{g['vip_group']} ({g['customers']:,})" for g in model["vip_groups"]["groups"])
-        text = (f"as of {result.meta['as_of']}: {df.height:,} customers from {counts['rows_used']:,} rows\n"
+        text = (f"as of {result.meta['as_of']}: {df.height - gone:,} customers from {counts['rows_used']:,} rows"
+                + (f" (and {gone:,} departed, written as yuxin)" if gone else "") + "\n"
                 f"{headline(conc, cfg.pareto.head_share)}\n"
                 f"clusters: k={model['cluster']['k']}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
                 + (f"; VIP groups: {groups}" if groups else "") + f"\n\n{text}")

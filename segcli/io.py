@@ -571,7 +571,8 @@ def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_
         elif kind == "csv":
             tmp.write_bytes(_csv_bytes(df, csv_encoding))
         else:
-            df.write_ndjson(tmp)
+            # JSON numbers, never strings (SPEC §5): Polars writes a Decimal as text
+            df.with_columns(pl.col(pl.Decimal).cast(pl.Float64)).write_ndjson(tmp)
     written = [str(final)]
     if kind != "parquet" and meta is not None:
         side = final.with_name(final.name + ".meta.json")

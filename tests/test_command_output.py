@@ -64,3 +64,126 @@ def test_lifetimes_file_has_a_full_run_record_that_config_show_reads(tmp_path: P
         assert shown.exit_code == 0, shown.stderr
         assert json.loads(shown.stdout)["analysis"]["max_staleness_days"] == 40
         assert json.loads(shown.stdout) == meta["config"]
+
+
+# --------------------------------------------------------------------------- departed rows in the summary (item 14)
+
+NO_CAP = "[tiers]\nmax_share = 1.0\n"
+
+
+def two_runs(tmp_path: Path) -> tuple[Path, Path]:
+    """PREV: A 500, B 200, C 100, D 50, E 20; CURR: A, B, C, D again (D now 10), E absent."""
+    cfg = config(tmp_path, NO_CAP)
+    prev_csv = write_csv(tmp_path / "p.csv", H, ["A,2025-03-01,500,O1", "B,2025-03-02,200,O2", "C,2025-03-03,100,O3",
+                                                 "D,2025-03-04,50,O4", "E,2025-03-05,20,O5"])
+    curr_csv = write_csv(tmp_path / "c.csv", H, ["A,2025-04-01,500,P1", "B,2025-04-02,200,P2", "C,2025-04-03,100,P3",
+                                                 "D,2025-04-03,10,P4"])
+    prev, curr = tmp_path / "p.parquet", tmp_path / "c.parquet"
+    assert run("segment", prev_csv, "-c", cfg, "-o", prev, "-q").exit_code == 0
+    result = run("segment", curr_csv, "-c", cfg, "-o", curr, "-q", "--previous", prev, "--force")
+    assert result.exit_code == 0, result.stderr
+    return prev, curr
+
+
+def test_summary_leaves_departed_rows_out_of_the_figures_and_counts_them_on_their_own_line(tmp_path: Path) -> None:
+    _prev, curr = two_runs(tmp_path)
+    assert pl.read_parquet(curr).filter(pl.col("reason") == "departed")["customer_id"].to_list() == ["E"]
+    tiers = {t["tier"]: t for t in json.loads(run("summary", curr, "--json").stdout)}
+    # the data holds 4 customers: A and B are VIP (80% head of 810), C (100) and D (10) standard
+    assert tiers["yuxin"]["customers"] == 2 and tiers["yuxin"]["customer_share"] == 0.5
+    assert tiers["yuxin"]["mean_monetary"] == 55.0 and tiers["yuxin"]["revenue"] == 110.0
+    assert tiers["zhixin"]["customer_share"] == 0.5
+    gone = tiers["yuxin (departed)"]
+    assert gone["customers"] == 1 and gone["label"] == "遇心"
+    assert gone["first_response_minutes"] == 120 and gone["service_level"] == "standard"
+    assert all(gone[k] is None for k in ("customer_share", "revenue", "revenue_share", "mean_monetary",
+                                         "mean_recency_days", "mean_frequency"))
+    table = run("summary", curr).stdout
+    assert [line.split()[0:2] for line in table.splitlines()[2:]] == [["zhixin", "知心"], ["yuxin", "遇心"],
+                                                                     ["yuxin", "(departed)"]]
+
+
+def test_segment_json_counts_departed_rows_apart(tmp_path: Path) -> None:
+    prev, _curr = two_runs(tmp_path)
+    result = run("segment", tmp_path / "c.csv", "-c", tmp_path / "cfg.toml", "--previous", prev, "--force", "--json")
+    doc = json.loads(result.stdout)
+    assert (doc["customers"], doc["departed"]) == (4, 1)
+    assert [t["tier"] for t in doc["tiers"]] == ["zhixin", "yuxin", "yuxin (departed)"]
+    assert doc["tiers"][1]["mean_monetary"] == 55.0
+
+
+# --------------------------------------------------------------------------- numbers are numbers (SPEC §5)
+
+TERMS = ("first_response_minutes", "resolution_hours", "update_interval_hours", "goodwill_limit")
+
+
+def numeric_strings(doc: object, path: str = "") -> list[str]:
+    """Every string value in a JSON document that reads as a number (a number sent as text)."""
+    if isinstance(doc, dict):
+        return [p for k, v in doc.items() for p in numeric_strings(v, f"{path}.{k}")]
+    if isinstance(doc, list):
+        return [p for v in doc for p in numeric_strings(v, f"{path}[]")]
+    if isinstance(doc, str):
+        try:
+            float(doc)
+        except ValueError:
+            return []
+        return [f"{path}={doc!r}"]
+    return []
+
+
+def test_every_json_document_and_jsonl_file_gives_numbers_as_numbers(tmp_path: Path) -> None:
+    from conftest import SAMPLE
+
+    prev, curr = two_runs(tmp_path)
+    assignments = tmp_path / "a.parquet"
+    assert run("segment", SAMPLE, "-o", assignments, "-q").exit_code == 0
+    docs = {}
+    for name, args in {
+        "segment": ["segment", SAMPLE, "--json"], "rfm": ["rfm", SAMPLE, "--json"],
+        "lifetimes": ["rfm", SAMPLE, "--style", "lifetimes", "--json"], "pareto": ["pareto", SAMPLE, "--json"],
+        "summary": ["summary", assignments, "--json"], "groups": ["summary", assignments, "--by", "vip_group", "--json"],
+        "diff": ["diff", prev, curr, "--json"], "validate": ["validate", SAMPLE, "--json"],
+    }.items():
+        result = run(*args)
+        assert result.exit_code == 0, (name, result.stderr)
+        docs[name] = json.loads(result.stdout)
+        assert numeric_strings(docs[name]) == [], name
+    for row in docs["segment"]["tiers"] + docs["segment"]["vip_groups"] + docs["summary"] + docs["groups"]:
+        assert all(isinstance(row[t], (int, float)) for t in TERMS), row
+    jsonl = tmp_path / "a.jsonl"
+    assert run("segment", SAMPLE, "-o", jsonl, "-q").exit_code == 0
+    rows = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    # rfm_code is a code ("545"), not a quantity: it stays text, as in every output format
+    assert [p for r in rows for p in numeric_strings(r) if not p.startswith(".rfm_code=")] == []
+    assert all(isinstance(r["first_response_minutes"], int) and isinstance(r["goodwill_limit"], float)
+               and isinstance(r["monetary"], float) and isinstance(r["frequency"], int) for r in rows)
+
+
+def test_a_tier_whose_groups_differ_gives_its_terms_as_low_high(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    pl.DataFrame({
+        "customer_id": ["A", "B", "C"], "tier": ["zhixin", "zhixin", "yuxin"], "tier_label": ["知心", "知心", "遇心"],
+        "vip_group": ["vip_core", "vip_lapsing", None], "reason": ["pareto_head", "pareto_head", "below_head"],
+        "service_level": ["vip", "vip_winback", "standard"], "first_response_minutes": [15, 15, 120],
+        "resolution_hours": [24, 24, 72], "update_interval_hours": [4, 24, 24], "channel": ["am", "call", "cc"],
+        "goodwill_limit": [500.0, 1000.0, 50.0], "recency_days": [1, 2, 3], "frequency": [1, 1, 1],
+        "monetary": [100.0, 50.0, 10.0],
+    }).write_parquet(path)
+    tiers = {t["tier"]: t for t in json.loads(run("summary", path, "--json").stdout)}
+    assert tiers["zhixin"]["update_interval_hours"] == [4, 24] and tiers["zhixin"]["goodwill_limit"] == [500.0, 1000.0]
+    assert tiers["zhixin"]["first_response_minutes"] == 15 and tiers["yuxin"]["update_interval_hours"] == 24
+    assert "4-24" in run("summary", path).stdout
+    assert "500.0-1000.0" in run("summary", path, "--format", "csv").stdout
+
+
+def test_jsonl_writes_decimal_money_as_json_numbers(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from segcli.io import write_table
+
+    out = tmp_path / "x.jsonl"
+    df = pl.DataFrame({"customer_id": ["A"], "monetary": [Decimal("12.3400")]}, schema={
+        "customer_id": pl.String, "monetary": pl.Decimal(38, 4)})
+    write_table(df, str(out), meta=None)
+    assert json.loads(out.read_text(encoding="utf-8")) == {"customer_id": "A", "monetary": 12.34}

@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 import polars as pl
 import tomli_w
 import typer
+from tabulate import tabulate_formats
 
 from segcli import __version__
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, load_config
@@ -32,17 +33,22 @@ from segcli.plot import plot_format, write_plot
 from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
                              parse_size, rfm_table, segment, warning_records)
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
+from segcli.usage import SegcliCommand, SegcliGroup
 
 app = typer.Typer(
     name="segcli",
+    cls=SegcliGroup,
     help="Segment customers into 知心 (zhixin, VIP) and 遇心 (yuxin, standard) service tiers "
-    "from a transactions export, with Pareto 80/20 and RFM analysis.",
+    "from a transactions export, with Pareto 80/20 and RFM analysis.\n\n"
+    "Example: segcli segment sample_data/transactions.csv -o assignments.parquet",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-config_app = typer.Typer(help="Write or show configuration.", no_args_is_help=True)
+config_app = typer.Typer(help="Write or show configuration.\n\nExample: segcli config show --from assignments.parquet",
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +77,16 @@ class CsvEncoding(str, Enum):
     gb18030 = "gb18030"
 
 
+TABLE_FORMATS = ("csv", "json", *sorted(tabulate_formats))
+
+
+def _check_format(value: str) -> str:
+    """--format: an unknown name is a usage error (tabulate would fall back without a word)."""
+    if value not in TABLE_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not a table format; formats: {', '.join(TABLE_FORMATS)}")
+    return value
+
+
 # Options shared by every command that reads transactions (SPEC §2).
 Inputs = Annotated[list[str], typer.Argument(help="CSV/TSV, Parquet or Excel files, directories, globs, or - for CSV on stdin.", show_default=False)]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (only what differs from the defaults).", show_default=False)]
@@ -86,7 +102,7 @@ MaxInvalidOpt = Annotated[float | None, typer.Option("--max-invalid", help="Tole
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Maximum worker threads.", show_default=False, min=1)]
 MemoryOpt = Annotated[str | None, typer.Option("--memory-limit", help="Memory budget, e.g. 4G: large exports are aggregated in customer buckets sized to it (env SEGCLI_MEMORY_LIMIT).", show_default=False)]
-FormatOpt = Annotated[str, typer.Option("--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.", callback=_check_format)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no warnings on the terminal.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
@@ -205,6 +221,22 @@ def _warn(warnings: list[RunWarning], cfg: Config, quiet: bool, inputs: list[str
             _err(f"segcli: warning: {w}")
 
 
+REJECTS_CLAIM = "written to the rejects file"  # how pipeline.load_transactions ends an invalid_rows warning
+
+
+def _rejects_where(warnings: list[RunWarning], output: str | None, *, writes: bool = True) -> list[RunWarning]:
+    """An ``invalid_rows`` warning says where the rows went; only a file output gets a
+    rejects file, so a preview, stdout output or a command that writes nothing says where
+    they would go instead."""
+    if output is not None and output != "-":
+        return warnings
+    where = ("the output is stdout, so they are not written (use -o FILE for OUT.rejects.csv)" if output == "-"
+             else "with -o OUT they would go to OUT.rejects.csv" if writes
+             else "segcli segment -o OUT would write them to OUT.rejects.csv")
+    return [RunWarning(w.kind, w.text.replace(REJECTS_CLAIM, where)) if w.kind == "invalid_rows" else w
+            for w in warnings]
+
+
 class Progress:
     """Stage and elapsed time on one self-overwriting stderr line, only on a terminal."""
 
@@ -235,9 +267,7 @@ def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
     earlier run is removed, so the one beside an output always belongs to it."""
     if out is None:
         return None
-    if out == "-":
-        if rejects is not None:
-            _err(f"segcli: warning: {rejects.height} rejected rows not written (the output is stdout; use -o FILE)")
+    if out == "-":  # the invalid_rows warning said they are not written (_rejects_where)
         return None
     path = Path(f"{out}.rejects.csv")
     if rejects is None:
@@ -247,7 +277,7 @@ def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
     return str(path)
 
 
-@app.command("segment")
+@app.command("segment", cls=SegcliCommand)
 @handle_errors
 def segment_cmd(
     inputs: Inputs,
@@ -282,7 +312,7 @@ def segment_cmd(
     try:
         result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress)
         progress.done()
-        _warn(result.warnings, cfg, quiet, inputs)
+        _warn(_rejects_where(result.warnings, output), cfg, quiet, inputs)
         if output is not None and output != "-":
             progress(f"writing {output}")
         if output is not None:
@@ -322,7 +352,7 @@ def segment_cmd(
 
 
 
-@app.command("rfm")
+@app.command("rfm", cls=SegcliCommand)
 @handle_errors
 def rfm_cmd(
     inputs: Inputs,
@@ -338,7 +368,7 @@ def rfm_cmd(
 ) -> None:
     """Per-customer RFM features, scores, named segment and cluster (no tiers).
 
-    Example: segcli rfm sample_data/transactions.csv -o rfm.csv --style lifetimes --freq W
+    Example: segcli rfm export.csv -o rfm.csv --style lifetimes --freq W
     """
     _memory_limit(memory_limit)
     if output == "-" and as_json:
@@ -360,7 +390,7 @@ def rfm_cmd(
             df, meta, warnings, rejects = rfm_table(inputs, cfg, progress=progress)
         finally:
             progress.done()
-    _warn(warnings, cfg, quiet, inputs)
+    _warn(_rejects_where(warnings, output), cfg, quiet, inputs)
     if output is not None:
         write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
         _write_rejects(rejects, output)
@@ -385,7 +415,7 @@ def rfm_cmd(
     sys.stdout.write(text)
 
 
-@app.command("pareto")
+@app.command("pareto", cls=SegcliCommand)
 @handle_errors
 def pareto_cmd(
     inputs: Inputs,
@@ -409,7 +439,7 @@ def pareto_cmd(
     tx = load_transactions(inputs, cfg)
     table = customer_table(tx, cfg)
     conc = concentration_of(table, cfg, tx.scale)
-    _warn(tx.warnings, cfg, quiet, inputs)
+    _warn(_rejects_where(tx.warnings, None, writes=False), cfg, quiet, inputs)
     if plot is not None:
         write_plot(table["monetary_minor"].to_numpy(), conc, plot, head_share=cfg.pareto.head_share)
         if not quiet:
@@ -417,7 +447,7 @@ def pareto_cmd(
     sys.stdout.write(render_concentration(conc, _table_format(fmt, as_json)))
 
 
-@app.command("summary")
+@app.command("summary", cls=SegcliCommand)
 @handle_errors
 def summary_cmd(
     assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment.", show_default=False)],
@@ -443,7 +473,7 @@ def summary_cmd(
 LIST_ROWS = 20
 
 
-@app.command("diff")
+@app.command("diff", cls=SegcliCommand)
 @handle_errors
 def diff_cmd(
     prev: Annotated[str, typer.Argument(help="The earlier assignments file.", show_default=False)],
@@ -495,7 +525,7 @@ def diff_cmd(
     sys.stdout.write("\n".join(parts))
 
 
-@app.command("validate")
+@app.command("validate", cls=SegcliCommand)
 @handle_errors
 def validate_cmd(
     inputs: Inputs,
@@ -513,7 +543,7 @@ def validate_cmd(
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     tx = load_transactions(inputs, cfg, count_identical=True)  # the checking command always counts them
-    _warn(tx.warnings, cfg, quiet, inputs)
+    _warn(_rejects_where(tx.warnings, None, writes=False), cfg, quiet, inputs)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
         sys.stdout.write(json.dumps({"valid": True, "as_of": tx.as_of.isoformat(), "inputs": tx.sources,
@@ -524,7 +554,7 @@ def validate_cmd(
         sys.stdout.write(f"ok: {', '.join(s['path'] for s in tx.sources)} (as of {tx.as_of})\n" + render(table, fmt))
 
 
-@config_app.command("init")
+@config_app.command("init", cls=SegcliCommand)
 @handle_errors
 def config_init(
     path: Annotated[str, typer.Argument(help="Where to write the default config (TOML).", show_default=False)],
@@ -543,7 +573,7 @@ def config_init(
     _err(f"segcli: wrote {path}")
 
 
-@config_app.command("show")
+@config_app.command("show", cls=SegcliCommand)
 @handle_errors
 def config_show(
     config: ConfigOpt = None,

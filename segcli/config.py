@@ -397,6 +397,9 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
     max_invalid = float(rd.typed("analysis.max_invalid", (int, float)))
     if max_invalid < 0:
         raise rd.fail("analysis.max_invalid", "must not be negative")
+    if max_invalid >= 1 and not max_invalid.is_integer():
+        raise rd.fail("analysis.max_invalid", f"{max_invalid:g} is neither a row count (a whole number) "
+                                              "nor a share (below 1)")
     analysis = AnalysisConfig(
         as_of=as_of,
         window_days=rd.int_("analysis.window_days", 0),

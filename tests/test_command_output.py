@@ -4,10 +4,16 @@ lifetimes records and periods, diff kinds and help texts."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import CliRunner
+from wcwidth import wcswidth
 
 from conftest import write_csv
 from segcli.cli import app
@@ -187,3 +193,81 @@ def test_jsonl_writes_decimal_money_as_json_numbers(tmp_path: Path) -> None:
         "customer_id": pl.String, "monetary": pl.Decimal(38, 4)})
     write_table(df, str(out), meta=None)
     assert json.loads(out.read_text(encoding="utf-8")) == {"customer_id": "A", "monetary": 12.34}
+
+
+# --------------------------------------------------------------------------- usage errors and help (SPEC §2)
+
+HELP_COMMANDS = [[], ["segment"], ["rfm"], ["pareto"], ["summary"], ["diff"], ["validate"], ["config"],
+                 ["config", "init"], ["config", "show"]]
+
+
+def segcli(*args: str, columns: int = 120) -> subprocess.CompletedProcess[str]:
+    """The installed entry point in a child process, as a shell user meets it."""
+    env = {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run([sys.executable, "-m", "segcli", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+@pytest.mark.parametrize(("args", "what", "command"), [
+    (["segment"], "missing argument 'INPUT'", "segcli segment"),
+    (["segment", "x.csv", "--bogus"], "no such option: --bogus", "segcli segment"),
+    (["rfm", "x.csv", "--freq", "X"], "invalid value for '--freq': 'X' is not one of 'D', 'W'", "segcli rfm"),
+    (["config", "show", "--from"], "option '--from' requires an argument", "segcli config show"),
+    (["nosuch"], "no such command 'nosuch'", "segcli"),
+    (["segment", "x.csv", "--max-invalid", "1.5"],
+     "--max-invalid: 1.5 is neither a row count (a whole number) nor a share (below 1)", "segcli segment"),
+    (["summary", "a.parquet", "--format", "nope"],
+     "invalid value for '--format': 'nope' is not a table format; formats: csv, json, asciidoc", "segcli summary"),
+])
+def test_usage_errors_are_one_error_line_and_a_help_hint(args: list[str], what: str, command: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2, result.stderr
+    first, hint = result.stderr.splitlines()
+    assert first.startswith(f"segcli: error: {what}"), first
+    assert hint == f"  see '{command} --help'"
+    assert result.stdout == ""
+
+
+def test_bad_integer_is_a_usage_error_in_a_real_process() -> None:
+    result = segcli("segment", "x.csv", "--threads", "many")
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("segcli: error: invalid value for '--threads': ")
+    assert lines[1] == "  see 'segcli segment --help'"
+    assert "╭" not in result.stderr and "Usage:" not in result.stderr
+
+
+def test_an_unknown_format_stops_before_any_work(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "tx.csv", H, ["A,2025-03-01,10.00,O1"])
+    for cmd in (["segment", src], ["rfm", src], ["pareto", src], ["validate", src]):
+        result = run(*cmd, "--format", "githb")
+        assert result.exit_code == 2 and result.stdout == "", cmd
+        assert "'githb' is not a table format; formats: csv, json," in result.stderr
+        assert "github" in result.stderr and "psql" in result.stderr
+
+
+def test_preview_with_max_invalid_says_where_rejects_would_go(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "tx.csv", H, ["A,2025-03-01,10.00,O1", "B,2025-03-02,abc,O2", "C,2025-03-03,5,O3"])
+    preview = run("segment", src, "--max-invalid", "1")
+    assert preview.exit_code == 0, preview.stderr
+    assert ("segcli: warning: [invalid_rows] 1 invalid row skipped (within --max-invalid 1); "
+            "with -o OUT they would go to OUT.rejects.csv") in preview.stderr.splitlines()
+    assert "written to the rejects file" not in preview.stderr
+    check = run("validate", src, "--max-invalid", "1")
+    assert "segcli segment -o OUT would write them to OUT.rejects.csv" in check.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tx.csv"]  # nothing written
+    out = tmp_path / "out.parquet"
+    written = run("segment", src, "--max-invalid", "1", "-o", out)
+    assert "written to the rejects file" in written.stderr and (tmp_path / "out.parquet.rejects.csv").exists()
+
+
+@pytest.mark.parametrize("cmd", HELP_COMMANDS, ids=lambda c: " ".join(c) or "segcli")
+def test_help_fits_80_columns_names_values_plainly_and_has_an_example(cmd: list[str]) -> None:
+    result = segcli(*cmd, "--help", columns=80)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert "Example: segcli" in text
+    assert not re.search(r"<(bool|str|int|float|path|list\[)", text), text
+    assert "{" not in text.split("\n", 1)[0], text  # the usage line: INPUT..., not {inputs}...
+    assert not any(ch in text for ch in "╭│╰"), text
+    assert [line for line in text.splitlines() if wcswidth(line) > 80] == []  # 知心 takes 4 columns

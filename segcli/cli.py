@@ -25,7 +25,8 @@ from tabulate import tabulate_formats
 
 from segcli import __version__
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, load_config
-from segcli.diff import change_counts, tier_diff
+from segcli.diff import TO_FIELDS as DIFF_TO_FIELDS
+from segcli.diff import TierDiff, change_counts, check_run_order, departed_terms, run_as_of, tier_diff
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods, lifetimes_record
@@ -478,7 +479,9 @@ LIST_ROWS = 20
 def diff_cmd(
     prev: Annotated[str, typer.Argument(help="The earlier assignments file.", show_default=False)],
     curr: Annotated[str, typer.Argument(help="The later assignments file.", show_default=False)],
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the changed customers (customer_id, from_tier, to_tier, from_group, to_group, change) to .csv/.parquet/.jsonl or - for stdout.", show_default=False)] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the changed customers (customer_id, from_tier, to_tier, from_group, to_group, change, then what CURR makes of them: reason, tier_label, service terms, terms_changed) to .csv/.parquet/.jsonl or - for stdout.", show_default=False)] = None,
+    tier_changes_only: Annotated[bool, typer.Option("--tier-changes-only", help="Leave out VIP-group changes whose service terms stay the same.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Go on when PREV is not earlier than CURR (files reversed?).")] = False,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -490,10 +493,18 @@ def diff_cmd(
         raise UsageError("-o - and --json both ask for stdout: choose one")
     if output is not None:
         check_output_path(output, [prev, curr])
-    d = tier_diff(read_assignments(prev)[0], read_assignments(curr)[0], prev_name=prev, curr_name=curr)
+    (prev_df, prev_meta), (curr_df, curr_meta) = read_assignments(prev), read_assignments(curr)
+    forced = check_run_order(run_as_of(prev_df, prev_meta), run_as_of(curr_df, curr_meta), force,
+                             prev_name=prev, curr_name=curr)
+    if forced and not quiet:
+        _err(f"segcli: warning: {forced}")
+    d = tier_diff(prev_df, curr_df, prev_name=prev, curr_name=curr, departed=departed_terms(curr_meta))
     moved = d.moved
+    if tier_changes_only:  # a group change whose terms stay the same asks nothing of a CRM
+        moved = moved.filter(~((pl.col("change") == "group_change") & pl.col("terms_changed").eq_missing(False)))
     if output is not None:
-        table = moved.select("customer_id", "from_tier", "to_tier", "from_group", "to_group", "change")
+        table = moved.select("customer_id", "from_tier", "to_tier", "from_group", "to_group", "change", *DIFF_TO_FIELDS,
+                             "terms_changed")
         write_table(table, output, meta=None,
                     csv_encoding=output_encoding.value if output_encoding else "utf-8")
         if output == "-":
@@ -502,19 +513,27 @@ def diff_cmd(
     lists = {kind: moved.filter(pl.col("change") == kind).sort("to_monetary", "from_monetary", "customer_id",
                                                                  descending=[True, True, False], nulls_last=True)
              for kind in ("upgrade", "downgrade", "group_change", "new", "departed")}
+    counts = change_counts(d)
     if fmt == "json":
         doc = {"previous": prev, "current": curr, "matrix": to_records(d.matrix),
-               "counts": dict(change_counts(d).iter_rows()),
-               **{f"{k}s" if k != "new" else "new": to_records(v) for k, v in lists.items()}}
+               "counts": dict(counts.select("change", "customers").iter_rows()),
+               "terms_changed": dict(counts.select("change", "terms_changed").iter_rows()),
+               **{f"{k}s" if k != "new" else "new": to_records(v) for k, v in lists.items()},
+               "still_departed": d.changes.filter(pl.col("change") == "still_departed")["customer_id"].to_list()}
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
         return
-    if quiet:
-        return
-    if moved.height == 0:
-        sys.stdout.write(f"no changes: {d.changes.height:,} customers in the same tier and group\n")
-        return
-    parts = [render(d.matrix, fmt, title=f"tier migrations {prev} -> {curr}"),
-             render(change_counts(d), fmt, title="changes")]
+    if not quiet:
+        sys.stdout.write(_diff_text(d, lists, counts, fmt, title=f"tier migrations {prev} -> {curr}"))
+
+
+def _diff_text(d: TierDiff, lists: dict[str, pl.DataFrame], counts: pl.DataFrame, fmt: str, *, title: str) -> str:
+    """The diff for people: matrix, counts and the first upgrades and downgrades."""
+    if d.moved.height == 0:
+        still = int(counts.filter(pl.col("change") == "still_departed")["customers"].sum())
+        same = int(counts.filter(pl.col("change") == "unchanged")["customers"].sum())
+        return (f"no changes: {same:,} customers in the same tier and group"
+                + (f"; {still:,} still departed" if still else "") + "\n")
+    parts = [render(d.matrix, fmt, title=title), render(counts, fmt, title="changes")]
     cols = ["customer_id", "from_group", "to_group", "from_monetary", "to_monetary", "recency_days", "frequency"]
     for kind in ("upgrade", "downgrade"):
         rows = lists[kind]
@@ -522,7 +541,7 @@ def diff_cmd(
             more = f" (first {LIST_ROWS}; -o FILE for all)" if rows.height > LIST_ROWS else ""
             parts.append(render(rows.select([c for c in cols if c in rows.columns]).head(LIST_ROWS), fmt,
                                 title=f"{kind}s: {rows.height:,}{more}"))
-    sys.stdout.write("\n".join(parts))
+    return "\n".join(parts)
 
 
 @app.command("validate", cls=SegcliCommand)

@@ -271,3 +271,88 @@ def test_help_fits_80_columns_names_values_plainly_and_has_an_example(cmd: list[
     assert "{" not in text.split("\n", 1)[0], text  # the usage line: INPUT..., not {inputs}...
     assert not any(ch in text for ch in "╭│╰"), text
     assert [line for line in text.splitlines() if wcswidth(line) > 80] == []  # 知心 takes 4 columns
+
+
+# --------------------------------------------------------------------------- diff (items 17b, diff -o, reversed runs)
+
+TERMS_VIP = {"service_level": "vip", "first_response_minutes": 15, "resolution_hours": 24,
+             "update_interval_hours": 4, "channel": "account_manager", "goodwill_limit": 500.0}
+TERMS_WINBACK = {**TERMS_VIP, "service_level": "vip_winback", "update_interval_hours": 24,
+                 "channel": "proactive_call"}
+
+
+def assignments(path: Path, as_of: str, rows: list[tuple[str, str, str | None, str, dict]]) -> Path:
+    """A small assignments file as segment writes it: (customer, tier, group, reason, terms)."""
+    pl.DataFrame([{"customer_id": c, "tier": t, "tier_label": "知心" if t == "zhixin" else "遇心", "vip_group": g,
+                   "reason": r, **terms, "monetary": 100.0, "as_of": as_of} for c, t, g, r, terms in rows],
+                 ).with_columns(pl.col("as_of").str.to_date()).write_parquet(path)
+    return path
+
+
+def test_diff_counts_customers_already_departed_in_prev(tmp_path: Path) -> None:
+    _prev, curr = two_runs(tmp_path)  # E departed in CURR
+    later_csv = write_csv(tmp_path / "l.csv", H, ["A,2025-05-01,500,Q1", "B,2025-05-02,200,Q2", "C,2025-05-03,100,Q3",
+                                                  "D,2025-05-03,10,Q4"])
+    later = tmp_path / "l.parquet"
+    assert run("segment", later_csv, "-c", tmp_path / "cfg.toml", "-o", later, "-q", "--previous", curr).exit_code == 0
+    doc = json.loads(run("diff", curr, later, "--json").stdout)
+    assert doc["counts"]["still_departed"] == 1 and doc["still_departed"] == ["E"]
+    assert sum(doc["counts"].values()) == 5  # every customer of either file counted once
+    text = run("diff", curr, later).stdout
+    assert "no changes: 4 customers in the same tier and group; 1 still departed" in text
+    moves = tmp_path / "moves.csv"
+    assert run("diff", curr, later, "-o", moves).exit_code == 0
+    assert pl.read_csv(moves).height == 0  # nothing for a CRM to do about E
+
+
+def test_diff_output_writes_a_departed_vip_as_the_assignments_file_does(tmp_path: Path) -> None:
+    cfg = config(tmp_path, NO_CAP + '[tiers.labels]\nyuxin = "标准"\n[service.yuxin]\nfirst_response_minutes = 240\n')
+    prev_csv = write_csv(tmp_path / "p.csv", H, ["A,2025-03-01,500,O1", "B,2025-03-02,100,O2", "C,2025-03-02,50,O3"])
+    curr_csv = write_csv(tmp_path / "c.csv", H, ["B,2025-04-02,100,P2", "C,2025-04-02,50,P3"])
+    prev, with_prev, without = tmp_path / "p.parquet", tmp_path / "c1.csv", tmp_path / "c2.parquet"
+    assert run("segment", prev_csv, "-c", cfg, "-o", prev, "-q").exit_code == 0
+    assert pl.read_parquet(prev).filter(pl.col("customer_id") == "A")["tier"].item() == "zhixin"
+    # CURR made with --previous has A's departed row; without it, only its run record's config says
+    assert run("segment", curr_csv, "-c", cfg, "-o", with_prev, "-q", "--previous", prev, "--force").exit_code == 0
+    assert run("segment", curr_csv, "-c", cfg, "-o", without, "-q").exit_code == 0
+    for curr in (with_prev, without):
+        moves = tmp_path / f"moves-{curr.stem}.csv"
+        assert run("diff", prev, curr, "-o", moves).exit_code == 0
+        row = pl.read_csv(moves).filter(pl.col("customer_id") == "A").row(0, named=True)
+        assert (row["change"], row["from_tier"], row["to_tier"], row["reason"], row["tier_label"]) == (
+            "departed", "zhixin", "yuxin", "departed", "标准")
+        assert (row["service_level"], row["first_response_minutes"], row["resolution_hours"], row["goodwill_limit"],
+                row["terms_changed"]) == ("standard", 240, 72, 50.0, True)
+
+
+def test_group_changes_with_the_same_terms_are_marked_and_left_out_on_request(tmp_path: Path) -> None:
+    prev = assignments(tmp_path / "p.parquet", "2025-01-31", [
+        ("A", "zhixin", "vip_core", "pareto_head", TERMS_VIP), ("B", "zhixin", "vip_core", "pareto_head", TERMS_VIP),
+        ("C", "zhixin", "vip_core", "pareto_head", TERMS_VIP)])
+    curr = assignments(tmp_path / "c.parquet", "2025-02-28", [
+        ("A", "zhixin", "vip_loyal", "pareto_head", TERMS_VIP),  # another group, the same terms
+        ("B", "zhixin", "vip_lapsing", "pareto_head", TERMS_WINBACK),  # another group and other terms
+        ("C", "zhixin", "vip_core", "pareto_head", TERMS_VIP)])
+    moves = tmp_path / "moves.csv"
+    assert run("diff", prev, curr, "-o", moves).exit_code == 0
+    got = {r["customer_id"]: (r["change"], r["terms_changed"]) for r in pl.read_csv(moves).iter_rows(named=True)}
+    assert got == {"A": ("group_change", False), "B": ("group_change", True)}
+    assert run("diff", prev, curr, "-o", moves, "--tier-changes-only").exit_code == 0
+    assert pl.read_csv(moves)["customer_id"].to_list() == ["B"]
+    doc = json.loads(run("diff", prev, curr, "--json").stdout)
+    assert doc["counts"]["group_change"] == 2 and doc["terms_changed"]["group_change"] == 1
+
+
+def test_diff_with_the_files_reversed_stops_unless_forced(tmp_path: Path) -> None:
+    prev = assignments(tmp_path / "p.parquet", "2025-01-31", [("A", "zhixin", "vip_core", "pareto_head", TERMS_VIP)])
+    curr = assignments(tmp_path / "c.parquet", "2025-02-28", [("A", "yuxin", None, "below_head", TERMS_VIP)])
+    result = run("diff", curr, prev)
+    assert result.exit_code == 65 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"segcli: error: runs in the wrong order: {curr} is as of 2025-02-28, not earlier than {prev} (as of 2025-01-31)",
+        "  give the earlier run first: segcli diff PREV CURR, or pass --force"]
+    assert run("diff", prev, prev).exit_code == 65  # the same as-of is not earlier either
+    forced = run("diff", curr, prev, "--force")
+    assert forced.exit_code == 0
+    assert forced.stderr.startswith(f"segcli: warning: [forced] --force: {curr} is as of 2025-02-28")
+    assert run("diff", prev, curr).exit_code == 0

@@ -47,12 +47,13 @@ class SegcliGroup(TyperGroup):
     """The ``segcli`` group: runs Click non-standalone so that usage errors are printed here."""
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+             complete_var: str | None = None, standalone_mode: bool = True, windows_expand_args: bool = True,
+             **extra: Any) -> Any:
         if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         argv = list(sys.argv[1:] if args is None else args)
         try:
-            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(argv, prog_name, complete_var, False, windows_expand_args, **extra)
         except typer.TyperException as exc:  # Click's exceptions derive from it
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `segcli`: the help, as Click does
                 sys.stderr.write(exc.format_message() + "\n")
@@ -72,9 +73,10 @@ class SegcliGroup(TyperGroup):
 
     def _command_path(self, prog_name: str | None, args: Sequence[str]) -> str:
         """``segcli config show`` from the arguments: the command names they walk through."""
-        path, group = [prog_name or self.name or "segcli"], self
+        path: list[str] = [prog_name or self.name or "segcli"]
+        group: TyperGroup = self
         for arg in args:
-            command = group.commands.get(arg) if isinstance(group, TyperGroup) else None
+            command = group.commands.get(arg)
             if command is not None:
                 path.append(arg)
                 if not isinstance(command, TyperGroup):

@@ -82,7 +82,7 @@ def _departed_line(gone: pl.DataFrame, summary: pl.DataFrame) -> pl.DataFrame:
 def _term(name: str) -> pl.Expr:
     """A service term of a group: ``[value]``, or ``[low, high]`` when the group's rows differ
     (a tier whose VIP groups override it). A list keeps numbers numbers: JSON gets the number
-    or ``[low, high]``, tables and CSV ``low-high`` (:func:`_term_text`)."""
+    or ``[low, high]``, tables and CSV ``low-high`` (:func:`_texts`)."""
     col = pl.col(name)
     if name in ("service_level", "channel"):
         return col.drop_nulls().unique().sort().str.join("/").alias(name)
@@ -90,14 +90,10 @@ def _term(name: str) -> pl.Expr:
     return pl.when(low == high).then(pl.concat_list(low)).otherwise(pl.concat_list(low, high)).alias(name)
 
 
-def _term_text(value: list[Any] | None) -> str:
-    return "" if value is None or value == [None] else "-".join(str(v) for v in value)
-
-
 def _texts(df: pl.DataFrame) -> pl.DataFrame:
-    """List columns (service terms) as the text a table or CSV shows."""
+    """List columns (service terms) as the text a table or CSV shows: ``15``, ``4-24``."""
     lists = [c for c, t in df.schema.items() if isinstance(t, pl.List)]
-    return df.with_columns(pl.Series(c, [_term_text(v) for v in df[c].to_list()], dtype=pl.String) for c in lists)
+    return df.with_columns(pl.col(lists).list.eval(pl.element().cast(pl.String)).list.join("-")) if lists else df
 
 
 def _display(df: pl.DataFrame) -> list[list[Any]]:

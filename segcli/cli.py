@@ -21,29 +21,36 @@ from typing import Annotated, Any, TypeVar
 import polars as pl
 import tomli_w
 import typer
+from tabulate import tabulate_formats
 
 from segcli import __version__
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, json_schema, load_config
-from segcli.diff import change_counts, change_lists, tier_diff
+from segcli.diff import TO_FIELDS as DIFF_TO_FIELDS
+from segcli.diff import TierDiff, change_count_map, change_counts, change_lists, check_run_order, departed_terms, run_as_of, tier_diff
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.io import check_output_path, read_assignments, write_table, write_text
-from segcli.lifetimes import lifetimes_finish, lifetimes_periods
+from segcli.lifetimes import lifetimes_finish, lifetimes_periods, lifetimes_record
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
                              parse_size, rfm_table, segment, warning_records)
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
 from segcli.tiers import vip_limit
+from segcli.usage import SegcliCommand, SegcliGroup
 
 app = typer.Typer(
     name="segcli",
+    cls=SegcliGroup,
     help="Segment customers into 知心 (zhixin, VIP) and 遇心 (yuxin, standard) service tiers "
-    "from a transactions export, with Pareto 80/20 and RFM analysis.",
+    "from a transactions export, with Pareto 80/20 and RFM analysis.\n\n"
+    "Example: segcli segment sample_data/transactions.csv -o assignments.parquet",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-config_app = typer.Typer(help="Write or show configuration.", no_args_is_help=True)
+config_app = typer.Typer(help="Write or show configuration.\n\nExample: segcli config show --from assignments.parquet",
+                         no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(config_app, name="config")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,6 +79,16 @@ class CsvEncoding(str, Enum):
     gb18030 = "gb18030"
 
 
+TABLE_FORMATS = ("csv", "json", *sorted(tabulate_formats))
+
+
+def _check_format(value: str) -> str:
+    """--format: an unknown name is a usage error (tabulate would fall back without a word)."""
+    if value not in TABLE_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not a table format; formats: {', '.join(TABLE_FORMATS)}")
+    return value
+
+
 # Options shared by every command that reads transactions (SPEC §2).
 Inputs = Annotated[list[str], typer.Argument(help="CSV/TSV, Parquet or Excel files, directories, globs, or - for CSV on stdin.", show_default=False)]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (only what differs from the defaults).", show_default=False)]
@@ -87,7 +104,7 @@ MaxInvalidOpt = Annotated[float | None, typer.Option("--max-invalid", help="Tole
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Maximum worker threads.", show_default=False, min=1)]
 MemoryOpt = Annotated[str | None, typer.Option("--memory-limit", envvar=MEMORY_LIMIT_ENV, help="Memory budget, e.g. 4G: large exports are aggregated in customer buckets sized to it (env SEGCLI_MEMORY_LIMIT).", show_default=False)]
-FormatOpt = Annotated[str, typer.Option("--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.")]
+FormatOpt = Annotated[str, typer.Option("--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.", callback=_check_format)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no warnings on the terminal.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
@@ -196,6 +213,22 @@ def _warn(warnings: list[RunWarning], cfg: Config, quiet: bool, inputs: list[str
             _err(f"segcli: warning: {w}")
 
 
+REJECTS_CLAIM = "written to the rejects file"  # how pipeline.load_transactions ends an invalid_rows warning
+
+
+def _rejects_where(warnings: list[RunWarning], output: str | None, *, writes: bool = True) -> list[RunWarning]:
+    """An ``invalid_rows`` warning says where the rows went; only a file output gets a
+    rejects file, so a preview, stdout output or a command that writes nothing says where
+    they would go instead."""
+    if output is not None and output != "-":
+        return warnings
+    where = ("the output is stdout, so they are not written (use -o FILE for OUT.rejects.csv)" if output == "-"
+             else "with -o OUT they would go to OUT.rejects.csv" if writes
+             else "segcli segment -o OUT would write them to OUT.rejects.csv")
+    return [RunWarning(w.kind, w.text.replace(REJECTS_CLAIM, where)) if w.kind == "invalid_rows" else w
+            for w in warnings]
+
+
 class Progress:
     """Stage and elapsed time on one self-overwriting stderr line, only on a terminal."""
 
@@ -226,9 +259,7 @@ def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
     earlier run is removed, so the one beside an output always belongs to it."""
     if out is None:
         return None
-    if out == "-":
-        if rejects is not None:
-            _err(f"segcli: warning: {rejects.height} rejected rows not written (the output is stdout; use -o FILE)")
+    if out == "-":  # the invalid_rows warning said they are not written (_rejects_where)
         return None
     path = Path(f"{out}.rejects.csv")
     if rejects is None:
@@ -238,7 +269,7 @@ def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
     return str(path)
 
 
-@app.command("segment")
+@app.command("segment", cls=SegcliCommand)
 @handle_errors
 def segment_cmd(
     inputs: Inputs,
@@ -274,7 +305,7 @@ def segment_cmd(
         result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress,
                          memory_limit=limit)
         progress.done()
-        _warn(result.warnings, cfg, quiet, inputs)
+        _warn(_rejects_where(result.warnings, output), cfg, quiet, inputs)
         if output is not None and output != "-":
             progress(f"writing {output}")
         if output is not None:
@@ -292,9 +323,10 @@ def segment_cmd(
         return
     df, conc = result.customers, result.concentration
     summary = summarize(df, "tier")
+    gone = df.filter(pl.col("reason") == "departed").height  # rows that only demote, not in the data
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
-        doc = {"as_of": result.meta["as_of"], "customers": df.height, "rows": result.meta["rows"],
+        doc = {"as_of": result.meta["as_of"], "customers": df.height - gone, "departed": gone, "rows": result.meta["rows"],
                "output": output, "pareto": concentration_document(conc), "tiers": to_records(summary),
                "vip_groups": to_records(summarize(df, "vip_group")), "model": result.meta["model"]["cluster"]}
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
@@ -304,7 +336,8 @@ def segment_cmd(
         counts, model = result.meta["rows"], result.meta["model"]
         sil = model["cluster"]["silhouette"]
         groups = ", ".join(f"{g['vip_group']} ({g['customers']:,})" for g in model["vip_groups"]["groups"])
-        text = (f"as of {result.meta['as_of']}: {df.height:,} customers from {counts['rows_used']:,} rows\n"
+        text = (f"as of {result.meta['as_of']}: {df.height - gone:,} customers from {counts['rows_used']:,} rows"
+                + (f" (and {gone:,} departed, written as yuxin)" if gone else "") + "\n"
                 f"{headline(conc, cfg.pareto.head_share)}\n"
                 f"clusters: k={model['cluster']['k']}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
                 + (f"; VIP groups: {groups}" if groups else "") + f"\n\n{text}")
@@ -312,7 +345,7 @@ def segment_cmd(
 
 
 
-@app.command("rfm")
+@app.command("rfm", cls=SegcliCommand)
 @handle_errors
 def rfm_cmd(
     inputs: Inputs,
@@ -328,7 +361,7 @@ def rfm_cmd(
 ) -> None:
     """Per-customer RFM features, scores, named segment and cluster (no tiers).
 
-    Example: segcli rfm sample_data/transactions.csv -o rfm.csv --style lifetimes --freq W
+    Example: segcli rfm export.csv -o rfm.csv --style lifetimes --freq W
     """
     limit = _memory_limit(memory_limit)
     if output == "-" and as_json:
@@ -342,8 +375,7 @@ def rfm_cmd(
         tx = load_transactions(inputs, cfg, aggregate=periods, memory_limit=limit)
         df = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq.value,
                               scale=tx.scale).collect()
-        meta = {"schema_version": 1, "version": __version__, "style": "lifetimes", "freq": freq.value,
-                "as_of": tx.as_of.isoformat(), "config_hash": cfg.hash, "inputs": tx.sources, "rows": tx.counts}
+        meta = lifetimes_record(cfg, tx, freq.value)
         warnings, rejects = tx.warnings, tx.rejects
     else:
         progress = Progress(quiet)
@@ -351,7 +383,7 @@ def rfm_cmd(
             df, meta, warnings, rejects = rfm_table(inputs, cfg, progress=progress, memory_limit=limit)
         finally:
             progress.done()
-    _warn(warnings, cfg, quiet, inputs)
+    _warn(_rejects_where(warnings, output), cfg, quiet, inputs)
     if output is not None:
         write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
         _write_rejects(rejects, output)
@@ -376,7 +408,7 @@ def rfm_cmd(
     sys.stdout.write(text)
 
 
-@app.command("pareto")
+@app.command("pareto", cls=SegcliCommand)
 @handle_errors
 def pareto_cmd(
     inputs: Inputs,
@@ -401,7 +433,7 @@ def pareto_cmd(
     tx = load_transactions(inputs, cfg, memory_limit=limit)
     table = customer_table(tx, cfg)
     conc = concentration_of(table, cfg, tx.scale)
-    _warn(tx.warnings, cfg, quiet, inputs)
+    _warn(_rejects_where(tx.warnings, None, writes=False), cfg, quiet, inputs)
     if plot is not None:
         marks = CurveMarks(conc, cfg.pareto.head_share, vip_limit(cfg.tiers, conc.customers), cfg.tiers.labels)
         write_plot(curve_points(table["cum_share"].to_numpy()), marks, plot, font=_chart_font(font, cfg, quiet))
@@ -410,7 +442,7 @@ def pareto_cmd(
     sys.stdout.write(render_concentration(conc, _table_format(fmt, as_json)))
 
 
-@app.command("summary")
+@app.command("summary", cls=SegcliCommand)
 @handle_errors
 def summary_cmd(
     assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment.", show_default=False)],
@@ -436,12 +468,14 @@ def summary_cmd(
 LIST_ROWS = 20
 
 
-@app.command("diff")
+@app.command("diff", cls=SegcliCommand)
 @handle_errors
 def diff_cmd(
     prev: Annotated[str, typer.Argument(help="The earlier assignments file.", show_default=False)],
     curr: Annotated[str, typer.Argument(help="The later assignments file.", show_default=False)],
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the changed customers (customer_id, from_tier, to_tier, from_group, to_group, change) to .csv/.parquet/.jsonl or - for stdout.", show_default=False)] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the changed customers (customer_id, from_tier, to_tier, from_group, to_group, change, then what CURR makes of them: reason, tier_label, service terms, terms_changed) to .csv/.parquet/.jsonl or - for stdout.", show_default=False)] = None,
+    tier_changes_only: Annotated[bool, typer.Option("--tier-changes-only", help="Leave out VIP-group changes whose service terms stay the same.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Go on when PREV is not earlier than CURR (files reversed?).")] = False,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -453,29 +487,44 @@ def diff_cmd(
         raise UsageError("-o - and --json both ask for stdout: choose one")
     if output is not None:
         check_output_path(output, [prev, curr])
-    d = tier_diff(read_assignments(prev)[0], read_assignments(curr)[0], prev_name=prev, curr_name=curr)
+    (prev_df, prev_meta), (curr_df, curr_meta) = read_assignments(prev), read_assignments(curr)
+    forced = check_run_order(run_as_of(prev_df, prev_meta), run_as_of(curr_df, curr_meta), force,
+                             prev_name=prev, curr_name=curr)
+    if forced and not quiet:
+        _err(f"segcli: warning: {forced}")
+    d = tier_diff(prev_df, curr_df, prev_name=prev, curr_name=curr, departed=departed_terms(curr_meta))
     moved = d.moved
+    if tier_changes_only:  # a group change whose terms stay the same asks nothing of a CRM
+        moved = moved.filter(~((pl.col("change") == "group_change") & pl.col("terms_changed").eq_missing(False)))
     if output is not None:
-        table = moved.select("customer_id", "from_tier", "to_tier", "from_group", "to_group", "change")
+        table = moved.select("customer_id", "from_tier", "to_tier", "from_group", "to_group", "change", *DIFF_TO_FIELDS,
+                             "terms_changed")
         write_table(table, output, meta=None,
                     csv_encoding=output_encoding.value if output_encoding else "utf-8")
         if output == "-":
             return
     fmt = _table_format(fmt, as_json)
     lists = change_lists(d)
+    counts = change_counts(d)
     if fmt == "json":
         doc = {"previous": prev, "current": curr, "matrix": to_records(d.matrix),
-               "counts": dict(change_counts(d).iter_rows()),
-               **{f"{k}s" if k != "new" else "new": to_records(v) for k, v in lists.items()}}
+               **change_count_map(d),
+               **{f"{k}s" if k != "new" else "new": to_records(v) for k, v in lists.items()},
+               "still_departed": d.changes.filter(pl.col("change") == "still_departed")["customer_id"].to_list()}
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
         return
-    if quiet:
-        return
-    if moved.height == 0:
-        sys.stdout.write(f"no changes: {d.changes.height:,} customers in the same tier and group\n")
-        return
-    parts = [render(d.matrix, fmt, title=f"tier migrations {prev} -> {curr}"),
-             render(change_counts(d), fmt, title="changes")]
+    if not quiet:
+        sys.stdout.write(_diff_text(d, lists, counts, fmt, title=f"tier migrations {prev} -> {curr}"))
+
+
+def _diff_text(d: TierDiff, lists: dict[str, pl.DataFrame], counts: pl.DataFrame, fmt: str, *, title: str) -> str:
+    """The diff for people: matrix, counts and the first upgrades and downgrades."""
+    if d.moved.height == 0:
+        still = int(counts.filter(pl.col("change") == "still_departed")["customers"].sum())
+        same = int(counts.filter(pl.col("change") == "unchanged")["customers"].sum())
+        return (f"no changes: {same:,} customers in the same tier and group"
+                + (f"; {still:,} still departed" if still else "") + "\n")
+    parts = [render(d.matrix, fmt, title=title), render(counts, fmt, title="changes")]
     cols = ["customer_id", "from_group", "to_group", "from_monetary", "to_monetary", "recency_days", "frequency"]
     for kind in ("upgrade", "downgrade"):
         rows = lists[kind]
@@ -483,10 +532,10 @@ def diff_cmd(
             more = f" (first {LIST_ROWS}; -o FILE for all)" if rows.height > LIST_ROWS else ""
             parts.append(render(rows.select([c for c in cols if c in rows.columns]).head(LIST_ROWS), fmt,
                                 title=f"{kind}s: {rows.height:,}{more}"))
-    sys.stdout.write("\n".join(parts))
+    return "\n".join(parts)
 
 
-@app.command("validate")
+@app.command("validate", cls=SegcliCommand)
 @handle_errors
 def validate_cmd(
     inputs: Inputs,
@@ -505,7 +554,7 @@ def validate_cmd(
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     # the checking command always counts identical rows
     tx = load_transactions(inputs, cfg, count_identical=True, memory_limit=limit)
-    _warn(tx.warnings, cfg, quiet, inputs)
+    _warn(_rejects_where(tx.warnings, None, writes=False), cfg, quiet, inputs)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
         sys.stdout.write(json.dumps({"valid": True, "as_of": tx.as_of.isoformat(), "inputs": tx.sources,
@@ -516,7 +565,7 @@ def validate_cmd(
         sys.stdout.write(f"ok: {', '.join(s['path'] for s in tx.sources)} (as of {tx.as_of})\n" + render(table, fmt))
 
 
-@config_app.command("init")
+@config_app.command("init", cls=SegcliCommand)
 @handle_errors
 def config_init(
     path: Annotated[str, typer.Argument(help="Where to write the default config (TOML).", show_default=False)],
@@ -535,7 +584,7 @@ def config_init(
     _err(f"segcli: wrote {path}")
 
 
-@config_app.command("show")
+@config_app.command("show", cls=SegcliCommand)
 @handle_errors
 def config_show(
     config: ConfigOpt = None,
@@ -559,7 +608,7 @@ def config_show(
         sys.stdout.write(f"# effective segcli config (sha256 {cfg.hash[:16]})\n" + tomli_w.dumps(cfg.raw))
 
 
-@config_app.command("schema")
+@config_app.command("schema", cls=SegcliCommand)
 @handle_errors
 def config_schema(
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write the schema to a file instead of stdout.", show_default=False)] = None,
@@ -577,7 +626,7 @@ def config_schema(
         _err(f"segcli: wrote {out}")
 
 
-@app.command("export")
+@app.command("export", cls=SegcliCommand)
 @handle_errors
 def export_cmd(
     assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment (.parquet, .csv, .jsonl).", show_default=False)],
@@ -644,7 +693,7 @@ def _read_previous(previous: str | None) -> tuple[pl.DataFrame | None, dict[str,
     return prev_df, prev_meta
 
 
-@app.command("report")
+@app.command("report", cls=SegcliCommand)
 @handle_errors
 def report_cmd(
     inputs: Inputs,

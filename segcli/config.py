@@ -357,6 +357,9 @@ class AnalysisTable(_Table):
                 dt.date.fromisoformat(self.as_of)
         except ValueError:
             raise _Invalid("as_of", f"{self.as_of!r} is not a YYYY-MM-DD date") from None
+        if self.max_invalid >= 1 and not float(self.max_invalid).is_integer():
+            raise _Invalid("max_invalid", f"{self.max_invalid:g} is neither a row count (a whole number) "
+                                          "nor a share (below 1)")
         for kind in self.allow:
             if kind not in WARNING_KINDS:
                 raise _Invalid("allow", f"unknown warning kind {kind!r}; kinds: {', '.join(WARNING_KINDS)}")

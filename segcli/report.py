@@ -33,6 +33,10 @@ def summarize(df: pl.DataFrame, by: str) -> pl.DataFrame:
     if by not in df.columns:
         raise KeyError(by)
     df = df.with_columns(cs.decimal().cast(pl.Float64))  # output.money = "decimal": sums as for floats
+    # departed customers (written only to demote them, SPEC §4) have no figures this run:
+    # they stay out of every figure and, by tier, get a line of their own
+    departed = pl.col("reason") == "departed" if "reason" in df.columns else pl.lit(False)
+    gone, df = df.filter(departed), df.filter(~departed)
     data = df.filter(pl.col("vip_group").is_not_null()) if by == "vip_group" else df
     data = data.with_columns(_units=money_units(pl.col("monetary").fill_null(0.0)))
     n_all = data.height
@@ -62,16 +66,36 @@ def summarize(df: pl.DataFrame, by: str) -> pl.DataFrame:
         out = out.sort("_o", by).drop("_o")
     else:
         out = out.sort(by, nulls_last=True)
+    if by == "tier" and gone.height:
+        out = pl.concat([out, _departed_line(gone, out)], how="vertical_relaxed")
     return out
 
 
+def _departed_line(gone: pl.DataFrame, summary: pl.DataFrame) -> pl.DataFrame:
+    """``yuxin (departed)``: how many, their label and the service terms they now carry;
+    every figure null (they are not in this run's data)."""
+    line = gone.group_by("tier").agg(pl.col("tier_label").first().alias("label"), pl.len().alias("customers"),
+                                     *[_term(name) for name in SERVICE_FIELDS]).sort("tier")
+    line = line.with_columns(pl.col("tier") + " (departed)")
+    return pl.DataFrame([pl.Series(c, line[c] if c in line.columns else [None] * line.height, dtype=summary.schema[c])
+                         for c in summary.columns])
+
+
 def _term(name: str) -> pl.Expr:
-    """A service term of a group: its value, or ``low-high`` when the group's rows differ."""
+    """A service term of a group: ``[value]``, or ``[low, high]`` when the group's rows differ
+    (a tier whose VIP groups override it). A list keeps numbers numbers: JSON gets the number
+    or ``[low, high]``, tables and CSV ``low-high`` (:func:`_texts`)."""
     col = pl.col(name)
     if name in ("service_level", "channel"):
         return col.drop_nulls().unique().sort().str.join("/").alias(name)
-    low, high = col.min().cast(pl.String), col.max().cast(pl.String)
-    return pl.when(low == high).then(low).otherwise(pl.concat_str(low, pl.lit("-"), high)).alias(name)
+    low, high = col.min(), col.max()
+    return pl.when(low == high).then(pl.concat_list(low)).otherwise(pl.concat_list(low, high)).alias(name)
+
+
+def _texts(df: pl.DataFrame) -> pl.DataFrame:
+    """List columns (service terms) as the text a table or CSV shows: ``15``, ``4-24``."""
+    lists = [c for c, t in df.schema.items() if isinstance(t, pl.List)]
+    return df.with_columns(pl.col(lists).list.eval(pl.element().cast(pl.String)).list.join("-")) if lists else df
 
 
 def _display(df: pl.DataFrame) -> list[list[Any]]:
@@ -107,19 +131,29 @@ SHORT = {
 
 def render(df: pl.DataFrame, fmt: str, *, title: str | None = None) -> str:
     """Render a table in any tabulate format, or ``csv`` / ``json`` (records)."""
+    if fmt == "json":
+        return json.dumps(to_records(df), ensure_ascii=False, indent=2) + "\n"
+    df = _texts(df)
     if fmt == "csv":
         buf = io.StringIO()
         df.write_csv(buf)
         return buf.getvalue()
-    if fmt == "json":
-        return json.dumps(to_records(df), ensure_ascii=False, indent=2) + "\n"
     headers = [SHORT.get(c, c) for c in df.columns]
     text = tabulate(_display(df), headers=headers, tablefmt=fmt, disable_numparse=True)
     return (f"{title}\n" if title else "") + text + "\n"
 
 
 def to_records(df: pl.DataFrame) -> list[dict[str, Any]]:
-    return [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()} for r in df.iter_rows(named=True)]
+    """Rows as JSON-ready dicts: dates as ISO text, a one-value term list as its number."""
+    return [{k: _json_value(v) for k, v in r.items()} for r in df.iter_rows(named=True)]
+
+
+def _json_value(v: Any) -> Any:
+    if hasattr(v, "isoformat"):
+        return v.isoformat()
+    if isinstance(v, list):
+        return v[0] if len(v) == 1 else v
+    return v
 
 
 def concentration_tables(c: Concentration) -> dict[str, pl.DataFrame]:

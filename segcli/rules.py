@@ -13,6 +13,8 @@ Names must be output columns; values are numbers, strings, true/false; operators
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from collections.abc import Iterable
 
 import polars as pl
@@ -29,17 +31,45 @@ _COMPARE = {
 }
 
 
+_WORDS = {"&": " and ", "|": " or "}
+
+
+def _word_operators(text: str) -> str:
+    """``&&`` / ``||`` -> ``and`` / ``or``, only where they are operators: a quoted value such
+    as ``"a&&b"`` is one STRING token to Python's tokenizer, so it is left as written."""
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    spans: list[tuple[int, int, str]] = []
+    prev: tokenize.TokenInfo | None = None
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        # two adjacent '&' (or '|') operator tokens make one '&&' (or '||')
+        if (prev is not None and tok.type == tokenize.OP and tok.string in _WORDS and prev.string == tok.string
+                and prev.type == tokenize.OP and prev.end == tok.start):
+            spans.append((starts[prev.start[0] - 1] + prev.start[1], starts[tok.end[0] - 1] + tok.end[1],
+                          _WORDS[tok.string]))
+            prev = None
+            continue
+        prev = tok
+    for begin, end, word in reversed(spans):
+        text = text[:begin] + word + text[end:]
+    return text
+
+
 def parse_rule(text: str, columns: Iterable[str], *, key: str = "tiers.rule") -> pl.Expr:
     """Translate a rule into a boolean expression; a bad rule is a :class:`ConfigError`."""
     allowed = set(columns)
-    normalized = text.replace("&&", " and ").replace("||", " or ")
     try:
-        tree = ast.parse(normalized.strip(), mode="eval")
+        normalized = _word_operators(text.strip())
+        tree = ast.parse(normalized, mode="eval")
     except SyntaxError as exc:
         raise ConfigError(f"bad configuration value '{key}': cannot parse {text!r}: {exc.msg}") from None
+    except tokenize.TokenError as exc:
+        raise ConfigError(f"bad configuration value '{key}': cannot parse {text!r}: {exc.args[0]}") from None
 
     def fail(node: ast.AST, why: str) -> ConfigError:
-        snippet = ast.get_source_segment(normalized.strip(), node) or type(node).__name__
+        snippet = ast.get_source_segment(normalized, node) or type(node).__name__
         return ConfigError(f"bad configuration value '{key}': {why}: {snippet!r}",
                            [f"rule: {text}", f"columns: {', '.join(sorted(allowed))}"])
 

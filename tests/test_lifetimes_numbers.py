@@ -159,3 +159,63 @@ def test_random_data_matches_lifetimes_algorithm(tmp_path, freq):
     np.testing.assert_allclose(got["monetary_value"].to_numpy(), ref["monetary_value"].to_numpy(),
                                rtol=1e-9, atol=1e-9)
     assert (got["frequency"] > 0).mean() > 0.3  # repeat buyers are well represented
+
+
+# --------------------------------------------------------------------------- returns (SPEC §3)
+
+# as-of 2025-01-31 (Friday; week of Monday 27 Jan)
+RETURN_ROWS = [
+    # N: no order ids, timestamps: every row at its own time is its own order
+    ("N", "2025-01-06 10:00:00", "50.00", None),
+    ("N", "2025-01-06 15:00:00", "-20.00", None),  # a return alone, on a purchase day: day 6 = 30
+    ("N", "2025-01-08 09:00:00", "10.00", None),
+    ("N", "2025-01-08 12:00:00", "-5.00", None),  # day 8 = 5
+    ("N", "2025-01-10 11:00:00", "-7.00", None),  # a day with no purchase: not counted (D); week of 6 Jan (W)
+    ("N", "2025-01-14 10:00:00", "40.00", None),
+    # O: order ids
+    ("O", "2025-01-06", "100.00", "O1"),
+    ("O", "2025-01-09", "-30.00", "O1"),  # nets against O1, dated 6 Jan: day 6 = 70
+    ("O", "2025-01-09", "25.00", "O2"),
+    ("O", "2025-01-09", "-4.00", "R9"),  # an order of returns only: belongs to no purchase, day 9 = 21
+    ("O", "2025-01-20", "60.00", "O3"),
+    # M: a return-only order whose two returns are dated on different days (Sun 12, Mon 13 Jan)
+    ("M", "2025-01-12", "10.00", "O7"),
+    ("M", "2025-01-12", "-3.00", "R7"),  # day 12 = 7
+    ("M", "2025-01-13", "10.00", "O8"),
+    ("M", "2025-01-13", "-2.00", "R7"),  # day 13 = 8
+]
+RETURNS_D = {
+    "N": (2, 8, 25, (5 + 40) / 2),  # days 6 (30), 8 (5), 14 (40)
+    "O": (2, 14, 25, (21 + 60) / 2),  # days 6 (70), 9 (21), 20 (60)
+    "M": (1, 1, 19, 8.0),  # days 12 (7), 13 (8)
+}
+RETURNS_W = {
+    "N": (1, 1, 3, 40.0),  # weeks of 6 Jan (30 + 5 - 7 = 28) and 13 Jan (40)
+    "O": (1, 2, 3, 60.0),  # weeks of 6 Jan (70 + 21 = 91) and 20 Jan (60)
+    "M": (1, 1, 3, 8.0),  # weeks of 6 Jan (7) and 13 Jan (8)
+}
+
+
+@pytest.mark.parametrize(("freq", "expected"), [("D", RETURNS_D), ("W", RETURNS_W)])
+def test_returns_net_into_their_order_or_the_period_they_are_dated_in(tmp_path, freq, expected):
+    src = write_csv(tmp_path / "tx.csv", RETURN_ROWS)
+    out = tmp_path / "lt.csv"
+    invoke(["rfm", str(src), "-o", str(out), "--style", "lifetimes", "--freq", freq, "--as-of", str(AS_OF)])
+    df = pl.read_csv(out, schema_overrides={"customer_id": pl.String})
+    got = {r["customer_id"]: (r["frequency"], r["recency"], r["T"], r["monetary_value"]) for r in df.iter_rows(named=True)}
+    assert got.keys() == expected.keys()
+    for cid, (f, rec, t, mv) in expected.items():
+        assert got[cid][:3] == (f, rec, t), cid
+        assert got[cid][3] == pytest.approx(mv, rel=1e-12), cid
+
+
+@pytest.mark.parametrize(("freq", "expected", "drop"), [("D", RETURNS_D, {"2025-01-10 11:00:00"}), ("W", RETURNS_W, set())])
+def test_returns_without_order_id_on_purchase_days_agree_with_the_lifetimes_algorithm(freq, expected, drop):
+    # lifetimes knows no orders: it sums every row of a period; on data where each return
+    # without an order id falls on a purchase day (in a counted period) that is SPEC §3 too
+    rows = [r for r in RETURN_ROWS if r[0] == "N" and r[1] not in drop]
+    tx = pd.DataFrame(rows, columns=["customer_id", "date", "amount", "order_id"])
+    tx["amount"] = tx["amount"].astype(float)
+    tx["date"] = pd.to_datetime(tx["date"])
+    ref = lifetimes_reference(tx, AS_OF, freq)
+    assert tuple(ref.loc["N"]) == pytest.approx(expected["N"])

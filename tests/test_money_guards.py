@@ -244,7 +244,7 @@ def test_decimal_outputs_read_back_like_float_ones(tmp_path: Path) -> None:
     invoke(["segment", str(src), "-c", str(dec), "--as-of", "2025-01-31", "-o", str(d_out), "-q"])
     assert invoke(["summary", str(d_out)]).stdout == invoke(["summary", str(f_out)]).stdout
     assert invoke(["summary", str(d_out), "--json"]).stdout == invoke(["summary", str(f_out), "--json"]).stdout
-    assert json.loads(invoke(["diff", str(f_out), str(d_out), "--json"]).stdout)["counts"]
+    assert json.loads(invoke(["diff", str(f_out), str(d_out), "--json", "--force"]).stdout)["counts"]
     later = tmp_path / "later.parquet"
     invoke(["segment", str(src), "-c", str(dec), "--as-of", "2025-02-01", "--previous", str(d_out),
             "-o", str(later), "-q"])

@@ -186,7 +186,9 @@ def test_previous_equal_to_own_output_changes_nothing(tmp_path: Path) -> None:
     assert run("segment", str(SAMPLE), "--previous", str(first), "-o", str(second), "-q", "--force").exit_code == 0
     a, b = pl.read_parquet(first), pl.read_parquet(second)
     assert a.select("customer_id", "tier").equals(b.select("customer_id", "tier"))
-    assert run("diff", str(first), str(second)).stdout.startswith("no changes")
+    # the same as-of date twice is not a PREV -> CURR order: diff needs --force (SPEC §6)
+    assert run("diff", str(first), str(second)).exit_code == 65
+    assert run("diff", str(first), str(second), "--force").stdout.startswith("no changes")
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -218,6 +220,8 @@ def test_diff_golden_and_outputs(tmp_path: Path, five: Path, golden) -> None:
     moves = tmp_path / "moves.csv"
     assert run("diff", str(prev), str(curr), "-o", str(moves)).exit_code == 0
     table = pl.read_csv(moves)
-    assert table.columns == ["customer_id", "from_tier", "to_tier", "from_group", "to_group", "change"]
+    assert table.columns == ["customer_id", "from_tier", "to_tier", "from_group", "to_group", "change", "reason",
+                             "tier_label", "service_level", "first_response_minutes", "resolution_hours",
+                             "update_interval_hours", "channel", "goodwill_limit", "terms_changed"]
     assert set(table["change"]) <= {"upgrade", "downgrade", "group_change", "new", "departed"}
     assert "D" in table.filter(pl.col("change") == "upgrade")["customer_id"].to_list()

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from segcli.config import SERVICE_FIELDS
-from segcli.diff import change_counts
+from segcli.diff import change_count_map, change_counts
 from segcli.page.charts import all_figures, group_name
 from segcli.page.results import LIST_ROWS, ReportResults, headline
 from segcli.page.text import LANGS, column, tier_name, tr
@@ -197,7 +197,7 @@ def documents(r: ReportResults) -> dict[str, Any]:
     if r.migration is not None:
         m = r.migration
         docs["diff"] = {"previous": m.previous, "matrix": to_records(m.diff.matrix),
-                        "counts": dict(change_counts(m.diff).iter_rows()),
+                        **change_count_map(m.diff),
                         **{f"{k}s": to_records(m.lists[k].head(LIST_ROWS)) for k in ("upgrade", "downgrade")}}
         docs["report"]["flows"] = to_records(m.flows)
     if r.at_risk is not None:

@@ -243,8 +243,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                   for i, (raw, sch, c, src, plan) in enumerate(zip(raws, schemas, colmaps, sources, plans))]
         canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
         parsed = canon = (mark_repeats(canon) if inp.dedupe else canon).with_columns(total=reading.total_rule(totals))
-        extras = ([reading.repeats_across(canon)] if across and not inp.dedupe else []) + (
-            reading.overlap_queries(canon) if across and rows <= reading.OVERLAP_MAX_ROWS else [])
+        extras = [reading.repeats_across(canon)] if across and not inp.dedupe else []
         valid = ~invalid_expr()
         # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
         # an expression inside .agg() would be evaluated group by group.
@@ -375,7 +374,15 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     warnings: list[RunWarning] = list(early)
     across_repeats = int(extra.pop(0).item() or 0) if across and not inp.dedupe else None
     twins = reading.same_files(files, sources) if len(sources) > 1 else []
-    warnings.extend(reading.overlap_warnings(sources, twins, *(extra if len(extra) == 2 else (None, None))))
+    # Which inputs share rows: a query of its own (a second read), made only when rows repeat
+    # across inputs (without dedupe: more repeats over all inputs than within each)
+    within = int(src_stats["repeats"].sum())
+    shared = (across_repeats > within) if across_repeats is not None else (across and within > 0)
+    try:
+        keys = reading.overlap_keys(parsed).collect() if shared and rows <= reading.OVERLAP_MAX_ROWS else None
+    except pl.exceptions.PolarsError as exc:
+        raise _polars_error(exc, sources) from None
+    warnings.extend(reading.overlap_warnings(sources, twins, keys))
     if totals:
         warnings.extend(reading.total_row_warnings(sources, real_lines(reading.total_row_values(parsed, totals))))
     if invalid_rows:

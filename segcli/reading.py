@@ -23,8 +23,9 @@ from segcli.parse import INT64_MAX, clean_amount_text
 # read twice, or overlapping pulls (a month exported twice); a few shared rows are normal
 # (a customer buying the same item on the same day in two monthly files is rare but real).
 OVERLAP_SHARE = 0.5
-# Rows up to which the rows shared by each pair of inputs are counted: a hash set of every
-# distinct row (about 50 bytes a row). Above it only the same file given twice is found.
+# Rows up to which the rows shared by each pair of inputs are counted (when some rows repeat
+# across inputs): a second read, and a hash set of every distinct row (about 50 bytes a row).
+# Above it only the same file given twice is found.
 OVERLAP_MAX_ROWS = 10_000_000
 SHOWN = 10  # names listed in a warning
 
@@ -80,16 +81,23 @@ def same_files(files: list[str], sources: list[Source]) -> list[tuple[int, int]]
     return sorted(pairs)
 
 
-def overlap_queries(canon: pl.LazyFrame) -> list[pl.LazyFrame]:
-    """(distinct rows per input, distinct rows shared per pair of inputs), on ``row_hash``.
+def overlap_keys(canon: pl.LazyFrame) -> pl.LazyFrame:
+    """The distinct (``source``, ``row_hash``) pairs of the rows of every input, compared per
+    pair of inputs by :func:`overlap_warnings`.
 
     ``canon`` holds the rows of every input (``source``, ``row_hash``, flags ``blank`` and
     ``total``)."""
-    keys = canon.filter(~pl.col("blank") & ~pl.col("total")).select("source", "row_hash").unique()
-    per_source = keys.group_by("source").agg(distinct=pl.len())
-    shared = (keys.join(keys, on="row_hash", suffix="_other").filter(pl.col("source") < pl.col("source_other"))
-              .group_by("source", "source_other").agg(shared=pl.len()))
-    return [per_source, shared]
+    return canon.filter(~pl.col("blank") & ~pl.col("total")).select("source", "row_hash").unique()
+
+
+def _shared_rows(keys: pl.DataFrame) -> tuple[dict[int, int], pl.DataFrame]:
+    """(distinct rows per input, distinct rows shared per pair of inputs ``source`` <
+    ``source_other``), from the keys of :func:`overlap_keys`."""
+    distinct = dict(keys.group_by("source").len().iter_rows())
+    shared = keys.filter(pl.col("row_hash").is_duplicated())  # rows found in more than one input
+    pairs = (shared.join(shared, on="row_hash", suffix="_other").filter(pl.col("source") < pl.col("source_other"))
+             .group_by("source", "source_other").agg(shared=pl.len()).sort("source", "source_other"))
+    return distinct, pairs
 
 
 def repeats_across(canon: pl.LazyFrame) -> pl.LazyFrame:
@@ -98,18 +106,19 @@ def repeats_across(canon: pl.LazyFrame) -> pl.LazyFrame:
             .agg(repeats=pl.len() - pl.col("row_hash").n_unique()).select(pl.col("repeats").sum()))
 
 
-def overlap_warnings(sources: list[Source], twins: list[tuple[int, int]],
-                     per_source: pl.DataFrame | None, shared: pl.DataFrame | None) -> list[RunWarning]:
-    """``overlapping_inputs``: the same file given twice, or inputs sharing most of their rows."""
+def overlap_warnings(sources: list[Source], twins: list[tuple[int, int]], keys: pl.DataFrame | None,
+                     ) -> list[RunWarning]:
+    """``overlapping_inputs``: the same file given twice, or inputs sharing most of their rows
+    (``keys``: see :func:`overlap_keys`; None when they were not counted)."""
     warnings = [RunWarning("overlapping_inputs", f"{sources[j].name} is the same file as {sources[i].name}"
                            f"{' (same path)' if sources[i].name == sources[j].name else ' (same content)'}: "
                            "its rows are read twice and every sum counts them twice; give each export once")
                 for i, j in twins]
-    if per_source is None or shared is None:
+    if keys is None:
         return warnings
-    distinct = dict(zip(per_source["source"], per_source["distinct"]))
+    distinct, shared = _shared_rows(keys)
     twin_pairs = set(twins)
-    for i, j, n in shared.sort("source", "source_other").iter_rows():
+    for i, j, n in shared.iter_rows():
         smaller = i if distinct.get(i, 0) <= distinct.get(j, 0) else j
         if (i, j) in twin_pairs or not distinct.get(smaller) or n / distinct[smaller] < OVERLAP_SHARE:
             continue

@@ -132,11 +132,13 @@ def _polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
 
 
 def _ragged_error(src: Source, width: int, count: int, examples: list[str]) -> InputDataError:
+    fix = ("columns aligned with spaces: an empty value, or a value holding a space, shifts the columns; export the "
+           "data with a separator (CSV)" if src.layout == "whitespace" else
+           "fix the rows, or quote the fields that hold the separator "
+           f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break")
     return InputDataError(
         f"{src.name}: ragged rows: {count} row{'s have' if count > 1 else ' has'} another number of fields than "
-        f"the header ({width})",
-        [*examples, "fix the rows, or quote the fields that hold the separator "
-                    f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break"])
+        f"the header ({width})", [*examples, fix])
 
 
 def _allowed_invalid(max_invalid: float, rows: int) -> int:

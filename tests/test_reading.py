@@ -285,6 +285,14 @@ def test_whitespace_aligned_text_like_the_raw_cdnow_file_is_detected_and_read(tm
     assert rows_of(f, **{"input.separator": "whitespace"})["amount_minor"].sum() == 1_422_900
 
 
+def test_whitespace_aligned_rows_with_a_missing_value_are_ragged_and_say_why(tmp_path: Path) -> None:
+    f = write(tmp_path / "tx.txt", "customer_id  order_date  amount\n  C1  20240305  1.00\n  C2  20240306\n")
+    result = run("validate", str(f), "--separator", "whitespace")
+    assert result.exit_code == 65
+    assert "line 3: 2 fields, the header has 3" in result.stderr
+    assert "columns aligned with spaces" in result.stderr
+
+
 def test_cdnow_like_file_read_with_comma_says_the_header_is_one_field(tmp_path: Path) -> None:
     f = write(tmp_path / "CDNOW_master.txt", CDNOW_LIKE)
     result = run("validate", str(f), "--separator", ",")

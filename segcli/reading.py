@@ -1,8 +1,9 @@
 """Checks over all inputs at once (SPEC §6): files skipped in folders, the same export given
 twice, inputs sharing rows, trailing total rows, amounts too large for ``amount_scale``.
 
-Each turns counts the reading pass gathered into warnings or errors; none reads data
-itself except on an error path.
+Each turns what the reading pass gathered into warnings or errors. Data is read again only
+where something was found: files of equal size are hashed, rows repeated across inputs are
+traced to their inputs, too large amounts are listed.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def skipped_files_warning(skipped: list[str]) -> list[RunWarning]:
     if not skipped:
         return []
     listed = ", ".join(skipped[:SHOWN]) + (" ..." if len(skipped) > SHOWN else "")
+    lock = any(Path(p).name.startswith("~$") for p in skipped)
     return [RunWarning("skipped_files", f"{len(skipped)} lock or hidden file{'s' if len(skipped) > 1 else ''} "
-                       f"not read: {listed} (Excel's ~$ lock file means the workbook is open: save and close it)")]
+                       f"not read: {listed}"
+                       + (" (Excel's ~$ lock file means the workbook is open: save and close it)" if lock else ""))]
 
 
 def unmapped_warnings(hints: dict[str, list[str]]) -> list[RunWarning]:
@@ -169,7 +172,7 @@ def total_row_values(parsed: pl.LazyFrame, found: dict[int, int]) -> pl.DataFram
 def total_row_warnings(sources: list[Source], rows: pl.DataFrame) -> list[RunWarning]:
     """``total_row``: the trailing total rows dropped, by file and line, with their amount."""
     return [RunWarning("total_row", f"{sources[i].name}: {sources[i].row_word} {line} is a total row (customer id "
-                       f"{text!r}, amount {amount!r}) and the file's last row: dropped, not counted as a customer")
+                       f"{text!r}, amount {amount or ''!r}) and the file's last row: dropped, not counted as a customer")
             for i, line, text, amount in rows.iter_rows()]
 
 

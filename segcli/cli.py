@@ -96,7 +96,7 @@ AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Analysis date YYYY
 WindowOpt = Annotated[int | None, typer.Option("--window-days", help="Keep only the last N days up to the as-of date.", show_default=False)]
 EncodingOpt = Annotated[str | None, typer.Option("--encoding", help="CSV encoding: auto, utf-8, gb18030.", show_default=False)]
 SheetOpt = Annotated[str | None, typer.Option("--sheet", help="Excel: the sheet to read, by name or 1-based position [default: the first].", show_default=False)]
-HeaderRowOpt = Annotated[int | None, typer.Option("--header-row", help="Excel: the row holding the header, as the spreadsheet numbers it (e.g. 3 below two title rows).", show_default=False, min=1)]
+HeaderRowOpt = Annotated[int | None, typer.Option("--header-row", help="The row (CSV: line) holding the header, as the file numbers it (e.g. 3 below two title rows).", show_default=False, min=1)]
 SeparatorOpt = Annotated[str | None, typer.Option("--separator", help="Text input field separator: , ; tab | or whitespace [default: detected].", show_default=False)]
 ColumnOpt = Annotated[list[str] | None, typer.Option("--column", help="Map a column, ROLE=HEADER (repeatable; roles: customer_id, date, amount, order_id, currency).", show_default=False)]
 AllowOpt = Annotated[list[str] | None, typer.Option("--allow", help="A warning kind --strict lets through (repeatable), e.g. identical_rows.", show_default=False)]

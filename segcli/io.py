@@ -11,12 +11,14 @@ import base64
 import codecs
 import contextlib
 import csv
+import dataclasses
 import glob
 import io
 import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -67,30 +69,69 @@ class Source:
     encoding: str = "utf-8"
     first_line: int = 2  # line number of the first data row (CSV), sheet row (Excel) or 1 (Parquet)
     sheet: str = ""  # Excel: sheet name, or its 1-based position as digits; "" = the first sheet
-    header_row: int = 0  # Excel: 1-based row of the header; 0 = the first non-empty row
+    header_row: int = 0  # CSV and Excel: 1-based line/row of the header; 0 = the first (non-empty) row
+    layout: str = ""  # "whitespace": columns aligned with spaces (``path`` is a tab-separated copy)
 
     @property
     def row_word(self) -> str:
         """How a position is named in messages: CSV lines, spreadsheet or Parquet rows."""
         return "line" if self.kind == "csv" else "row"
 
+    @property
+    def skip(self) -> int:
+        """CSV records above the header (title rows), skipped by every reader of the file."""
+        return max(self.header_row - 1, 0) if self.kind == "csv" else 0
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Expand directories and globs into a sorted list of files; missing inputs are exit 66."""
+
+DATA_SUFFIXES = CSV_SUFFIXES | PARQUET_SUFFIXES | EXCEL_SUFFIXES
+# Excel's lock file of an open workbook (~$book.xlsx) and hidden files (.DS_Store, LibreOffice's
+# .~lock.book.xlsx#): never transactions, and a lock file is not even a readable workbook.
+SKIPPED_PREFIXES = ("~$", ".")
+
+
+def _reported_skip(name: str) -> bool:
+    """Is a skipped file worth naming: a lock file or hidden copy of an export (not .DS_Store)?"""
+    bare = name.lstrip(".").removeprefix("~lock.").removeprefix("~$").rstrip("#")
+    return Path(bare).suffix.lower() in DATA_SUFFIXES
+
+
+def _folder_files(folder: Path, skipped: list[str]) -> list[str]:
+    """Data files of a folder and of its hive partition folders below it (``year=2025/``)."""
+    found: list[str] = []
+    for p in folder.iterdir():
+        if p.name.startswith(SKIPPED_PREFIXES):
+            if _reported_skip(p.name):
+                skipped.append(str(p))
+        elif p.is_dir() and "=" in p.name:
+            found.extend(_folder_files(p, skipped))
+        elif p.is_file() and p.suffix.lower() in DATA_SUFFIXES:
+            found.append(str(p))
+    return found
+
+
+def expand_inputs(inputs: list[str], skipped: list[str] | None = None) -> list[str]:
+    """Expand directories and globs into a sorted list of files; missing inputs are exit 66.
+
+    Lock files and hidden files are left out of folders (and lock files out of globs);
+    those that look like exports are appended to ``skipped``, to be named in a warning.
+    """
     files: list[str] = []
+    left_out: list[str] = []
     for item in inputs:
         if item == STDIN:
             files.append(item)
             continue
         path = Path(item)
         if path.is_dir():
-            found = sorted(str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower()
-                           in CSV_SUFFIXES | PARQUET_SUFFIXES | EXCEL_SUFFIXES and not p.name.startswith("."))
+            found = sorted(_folder_files(path, left_out))
             if not found:
-                raise InputMissingError(f"directory {item} holds no CSV, Parquet or Excel files")
+                raise InputMissingError(f"directory {item} holds no CSV, Parquet or Excel files",
+                                        [f"skipped: {', '.join(left_out)}"] if left_out else [])
             files.extend(found)
         elif any(ch in item for ch in "*?["):
-            found = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            matched = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            left_out.extend(p for p in matched if Path(p).name.startswith("~$"))
+            found = [p for p in matched if not Path(p).name.startswith("~$")]
             if not found:
                 raise InputMissingError(f"no input file matches {item}")
             files.extend(found)
@@ -102,6 +143,8 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             files.append(item)
     if files.count(STDIN) > 1:
         raise UsageError("standard input ('-') can be read only once")
+    if skipped is not None:
+        skipped.extend(left_out)
     return files
 
 
@@ -147,30 +190,57 @@ def _utf8_error(display: str, at: int, around: bytes) -> InputDataError:
          "the file is damaged there, or not UTF-8: if it is GBK/GB18030, pass --encoding gb18030"])
 
 
+SEPARATOR_CHARS = ("\t", ";", ",", "|")
+
+
 def sniff_separator(header: str, suffix: str) -> str:
-    """Pick the delimiter from the header line: tab, semicolon or comma."""
+    """Pick the delimiter from the header line: tab, semicolon, comma or pipe."""
     if suffix == ".tsv":
         return "\t"
-    counts = {sep: header.count(sep) for sep in ("\t", ";", ",")}
+    counts = {sep: header.count(sep) for sep in SEPARATOR_CHARS}
     best = max(counts, key=lambda s: counts[s])
     return best if counts[best] > 0 else ","
 
 
-def _transcode(src: Path, encoding: str, display: str) -> Path:
-    """Stream a non-UTF-8 file into a UTF-8 copy in the scratch folder (bounded memory).
+def whitespace_aligned(lines: list[str]) -> bool:
+    """Are these lines (header first) columns aligned with runs of spaces, such as the raw
+    CDNOW file: no separator character in the header, and every line splitting on
+    whitespace into the header's number of fields (two or more)?"""
+    rows = [line for line in lines if line.strip()]
+    if len(rows) < 2 or any(sep in rows[0] for sep in SEPARATOR_CHARS):
+        return False
+    width = len(rows[0].split())
+    return width >= 2 and all(len(line.split()) == width for line in rows[1:])
 
-    Polars reads only UTF-8; decoding chunk by chunk keeps memory at a few chunks whatever
-    the file's size, and the copy is then scanned like any UTF-8 file.
+
+_LEADING_OR_TRAILING_SPACE = re.compile(r"^[ \t]+|[ \t\r]+$", re.MULTILINE)
+_SPACE_RUN = re.compile(r"[ \t]+")
+
+
+def _tabs_for_spaces(text: str) -> str:
+    """Whitespace-aligned lines -> tab-separated ones (whole lines only; line count kept)."""
+    return _SPACE_RUN.sub("\t", _LEADING_OR_TRAILING_SPACE.sub("", text))
+
+
+def _transcode(src: Path, encoding: str, display: str, *, cr_lines: bool = False, whitespace: bool = False) -> Path:
+    """Stream a file into a UTF-8 copy in the scratch folder (bounded memory).
+
+    Polars reads only UTF-8, with LF or CRLF line ends and one-character separators;
+    decoding chunk by chunk keeps memory at a few chunks whatever the file's size, and the
+    copy is then scanned like any UTF-8 file. ``cr_lines``: the old Mac line end (CR only)
+    becomes LF; ``whitespace``: runs of spaces between columns become one tab. Both keep
+    one line per line, so line numbers in messages stay the file's own.
     """
     out = scratch_dir() / f"utf8-{len(os.listdir(scratch_dir()))}.csv"
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset = 0
+    carry = ""  # an incomplete last line, held back until its end is read (whitespace)
     with src.open("rb") as fin, out.open("w", encoding="utf-8", newline="") as fout:
         while True:
             chunk = fin.read(CHUNK_BYTES)
             pending = decoder.getstate()[0]
             try:
-                fout.write(decoder.decode(chunk, final=not chunk))
+                text = decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
                 # the exception counts from the bytes held back from the previous chunk
                 data = pending + chunk
@@ -178,10 +248,37 @@ def _transcode(src: Path, encoding: str, display: str) -> Path:
                     f"{display}: bytes that are not valid {encoding} at byte offset {offset - len(pending) + exc.start}",
                     [f"bytes there: {data[exc.start:exc.start + 8]!r}",
                      "save the file as UTF-8, or name its encoding with --encoding"]) from None
+            if cr_lines:
+                text = text.replace("\r", "\n")
+            if whitespace:
+                text = carry + text
+                cut = len(text) if not chunk else text.rfind("\n") + 1
+                text, carry = _tabs_for_spaces(text[:cut]), text[cut:]
+            fout.write(text)
             if not chunk:
                 break
             offset += len(chunk)
     return out
+
+
+def _copy_stream(stream: Any, display: str, suffix: str) -> Path:
+    """Copy standard input or a pipe (``<(zcat export.csv.gz)``, a named pipe) to the scratch
+    folder: it can be read only once and has no size, and every later step reads a file."""
+    path = scratch_dir() / f"stream-{len(os.listdir(scratch_dir()))}{suffix}"
+    try:
+        with path.open("wb") as out:
+            shutil.copyfileobj(stream, out, CHUNK_BYTES)
+    except OSError as exc:
+        raise InputMissingError(f"{display}: cannot read: {exc.strerror or exc}") from None
+    return path
+
+
+def _is_stream(path: Path) -> bool:
+    """A pipe or device rather than a file (its size is 0 until it is read)."""
+    try:
+        return not stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False  # reported by the caller's own stat
 
 
 def check_utf8(src: Source) -> InputDataError | None:
@@ -213,15 +310,23 @@ def check_utf8(src: Source) -> InputDataError | None:
             offset += len(chunk)
 
 
-def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_row: int = 0) -> Source:
-    """Look at one input and decide how to scan it."""
+SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'", "whitespace": "whitespace"}
+
+
+def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_row: int = 0,
+                separator: str = "") -> Source:
+    """Look at one input and decide how to scan it.
+
+    ``header_row`` (1-based; 0 = the first line) skips title rows above a CSV header as it
+    does for a sheet; ``separator`` is ``,`` ``;`` tab ``|`` or ``whitespace``, "" = detected.
+    """
     if name == STDIN:
-        path = scratch_dir() / "stdin.csv"
-        with path.open("wb") as out:
-            shutil.copyfileobj(sys.stdin.buffer, out)
-        display, suffix = "<stdin>", ".csv"
+        path, display, suffix = _copy_stream(sys.stdin.buffer, "<stdin>", ".csv"), "<stdin>", ".csv"
     else:
         path, display, suffix = Path(name), name, Path(name).suffix.lower()
+        if _is_stream(path):
+            with path.open("rb") as stream:
+                path = _copy_stream(stream, display, suffix or ".csv")
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -238,6 +343,27 @@ def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_ro
             prefix = fh.read(SNIFF_BYTES)
     except OSError as exc:
         raise InputMissingError(f"{display}: cannot read: {exc.strerror or exc}") from None
+    enc = _text_encoding(prefix, encoding, display)
+    text = prefix.decode(enc, errors="ignore").lstrip("\ufeff")
+    lines = text.splitlines()[max(header_row - 1, 0):]  # splitlines: CR-only line ends too
+    if lines and size > SNIFF_BYTES:
+        lines.pop()  # the prefix may end inside a line
+    whitespace = separator == "whitespace" or (not separator and whitespace_aligned(lines[:20]))
+    sep = "\t" if whitespace else separator or sniff_separator(lines[0] if lines else "", suffix)
+    cr_lines = "\r" in text and "\n" not in text
+    src = Source(display, path, "csv", size, sep, enc, first_line=(header_row or 1) + 1, header_row=header_row,
+                 layout="whitespace" if whitespace else "")
+    if enc in ("utf-8", "utf-8-sig") and not (cr_lines or whitespace):
+        if size <= SNIFF_BYTES:
+            error = check_utf8(src)
+            if error is not None:
+                raise error
+        return src
+    return dataclasses.replace(src, path=_transcode(path, enc, display, cr_lines=cr_lines, whitespace=whitespace))
+
+
+def _text_encoding(prefix: bytes, encoding: str, display: str) -> str:
+    """The encoding to decode a text file with, or the error saying it is not text."""
     if prefix.startswith(b"PK\x03\x04"):
         raise InputDataError(f"{display}: this is a zip archive (an Excel workbook?), not CSV text",
                              ["give an Excel workbook its .xlsx name, or export the sheet as CSV"])
@@ -254,17 +380,7 @@ def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_ro
         at = _damaged_utf8(prefix)
         if at is not None:
             raise _utf8_error(display, at, prefix[max(at - 8, 0):at + 8])
-    if enc in ("utf-8", "utf-8-sig"):
-        src = Source(display, path, "csv", size, encoding=enc)
-        if size <= SNIFF_BYTES:
-            error = check_utf8(src)
-            if error is not None:
-                raise error
-    else:
-        path = _transcode(path, enc, display)
-    text = prefix.decode(enc, errors="ignore")
-    header = text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
-    return Source(display, path, "csv", size, sniff_separator(header, suffix), enc)
+    return enc
 
 
 def _excel_sheet(src: Source) -> dict[str, Any]:
@@ -294,7 +410,8 @@ def scan_source(src: Source) -> pl.LazyFrame:
             options = {"header_row": src.header_row - 1} if src.header_row else {}
             return pl.read_excel(src.path, **_excel_sheet(src), infer_schema_length=0, drop_empty_rows=False,
                                  read_options=options).lazy()
-        return pl.scan_csv(src.path, separator=src.separator, infer_schema=False, raise_if_empty=True)
+        return pl.scan_csv(src.path, separator=src.separator, infer_schema=False, raise_if_empty=True,
+                           skip_rows=src.skip)
     except pl.exceptions.NoDataError:
         raise InputDataError(f"{src.name}: the file is empty (no header, no rows)") from None
     except InputMissingError:
@@ -319,6 +436,63 @@ def read_columns(src: Source, lf: pl.LazyFrame) -> list[str]:
     return names
 
 
+def _separator_inside(field: str, used: str) -> str | None:
+    """The separator a lone header field holds (``a;b;c`` read with ``,``), if any."""
+    counts = {sep: field.count(sep) for sep in SEPARATOR_CHARS if sep != used}
+    best = max(counts, key=lambda k: counts[k])
+    if counts[best]:
+        return best
+    if used != "\t" and (re.search(r"\S {2,}\S", field) or len(field.split()) >= 3):
+        return "whitespace"
+    return None
+
+
+def _repeated(fields: list[str]) -> dict[str, list[int]]:
+    """Header names written more than once -> their 1-based column positions (empty names aside:
+    spreadsheets leave unnamed trailing columns)."""
+    positions: dict[str, list[int]] = {}
+    for i, field in enumerate(fields, start=1):
+        name = field.strip().lstrip("\ufeff").strip()
+        if name:
+            positions.setdefault(name, []).append(i)
+    return {name: at for name, at in positions.items() if len(at) > 1}
+
+
+def _excel_header(src: Source, names: list[str]) -> list[str]:
+    """The header cells as written: the Excel reader renames a repeated ``amount`` to
+    ``amount_1``, so the sheet is read again (its header rows only) when a name looks renamed."""
+    renamed = (re.fullmatch(r"(.+)_\d+", n) for n in names)
+    if not any(m and m.group(1) in names for m in renamed):
+        return names
+    try:
+        top = pl.read_excel(src.path, **_excel_sheet(src), has_header=False, infer_schema_length=0,
+                            read_options={"header_row": None, "n_rows": max(src.header_row, 1)})
+    except Exception:  # noqa: BLE001 - the sheet was read once already; keep its names
+        return names
+    row = top.row(max(src.header_row, 1) - 1) if top.height >= max(src.header_row, 1) else ()
+    return ["" if cell is None else str(cell) for cell in row] or names
+
+
+def check_header(src: Source, names: list[str]) -> None:
+    """Stop on a header that cannot be mapped for a reason other than a missing name: one
+    field holding another separator, or names written twice (which column is the amount?)."""
+    if src.kind == "csv" and len(names) == 1:
+        inside = _separator_inside(names[0], src.separator)
+        if inside is not None:
+            flag = SEPARATOR_NAMES[inside]
+            raise InputDataError(
+                f"{src.name}: the header is one field holding {flag} separators: {names[0][:80]!r}",
+                [f"the file was read with {SEPARATOR_NAMES.get(src.separator, repr(src.separator))} as the separator",
+                 f"pass --separator {flag} (or in the config: [input] separator = \"{flag.strip(chr(39))}\")"])
+    fields = header_fields(src) if src.kind == "csv" else _excel_header(src, names) if src.kind == "excel" else names
+    repeated = _repeated(fields)
+    if repeated:
+        listed = "; ".join(f"{name!r} (columns {', '.join(map(str, at))})" for name, at in repeated.items())
+        raise InputDataError(
+            f"{src.name}: the header names {'a column' if len(repeated) == 1 else 'columns'} more than once: {listed}",
+            ["which one holds the values is ambiguous: rename the repeated columns in the export"])
+
+
 def _records(src: Source) -> Iterator[tuple[int, list[str]]]:
     """(first line, fields) of every CSV record after the header, as Polars splits them.
 
@@ -326,7 +500,8 @@ def _records(src: Source) -> Iterator[tuple[int, list[str]]]:
     """
     with src.path.open(encoding="utf-8-sig", newline="", errors="replace") as fh:
         reader = csv.reader(fh, delimiter=src.separator)
-        next(reader, None)
+        for _ in range(src.skip + 1):  # title rows, then the header
+            next(reader, None)
         start = reader.line_num + 1
         for row in reader:
             yield start, row
@@ -376,10 +551,18 @@ def quote_problem(src: Source) -> str | None:
     return None
 
 
+def header_fields(src: Source) -> list[str]:
+    """The fields of a CSV source's header, as written (Polars renames repeated names)."""
+    with src.path.open(encoding="utf-8-sig", newline="", errors="replace") as fh:
+        reader = csv.reader(fh, delimiter=src.separator)
+        for _ in range(src.skip):
+            next(reader, None)
+        return next(reader, [])
+
+
 def header_width(src: Source) -> int:
     """Number of fields in a CSV source's header."""
-    with src.path.open(encoding="utf-8-sig", newline="", errors="replace") as fh:
-        return len(next(csv.reader(fh, delimiter=src.separator), []))
+    return len(header_fields(src))
 
 
 def ragged_lines(src: Source, limit: int = 5) -> list[str]:
@@ -428,7 +611,7 @@ def count_ragged(src: Source, columns: int) -> tuple[int, int]:
     try:
         reader = pacsv.open_csv(
             src.path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=1 << 24),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=src.skip + 1, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(delimiter=src.separator, newlines_in_values=True,
                                              invalid_row_handler=on_bad),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
@@ -456,7 +639,7 @@ def physical_lines(src: Source, records: int, wanted: list[int]) -> dict[int, in
             newlines += chunk.count(b"\n")
             last = chunk[-1:]
     lines = newlines + (0 if last == b"\n" else 1)
-    if lines == records + 1:
+    if lines == records + src.first_line - 1:  # title rows and the header above the records
         return {i: i + src.first_line for i in wanted}
     todo = set(wanted)
     found: dict[int, int] = {}

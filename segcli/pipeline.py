@@ -24,10 +24,12 @@ from segcli import __version__
 from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
 from segcli.errors import InputDataError, RunWarning, SegcliError, UsageError
-from segcli.io import (Source, check_utf8, count_ragged, expand_inputs, header_width, open_source, physical_lines,
-                       quote_problem, ragged_lines, read_columns, scan_source, scratch_dir)
+from segcli.io import (Source, check_header, check_utf8, count_ragged, expand_inputs, header_width, open_source,
+                       physical_lines, quote_problem, ragged_lines, read_columns, scan_source, scratch_dir)
 from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, amount_hits, canonical,
-                          date_hits, formats_for, invalid_expr, plain_amounts, resolve_columns)
+                          date_hits, formats_for, invalid_expr, mark_repeats, plain_amounts, resolve_columns,
+                          unmapped_hints)
+from segcli import reading
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
 from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS
 from segcli.rfm import (MONEY_PLACES, check_money_range, customer_features, money, money_columns, money_units, orders,
@@ -131,11 +133,13 @@ def _polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
 
 
 def _ragged_error(src: Source, width: int, count: int, examples: list[str]) -> InputDataError:
+    fix = ("columns aligned with spaces: an empty value, or a value holding a space, shifts the columns; export the "
+           "data with a separator (CSV)" if src.layout == "whitespace" else
+           "fix the rows, or quote the fields that hold the separator "
+           f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break")
     return InputDataError(
         f"{src.name}: ragged rows: {count} row{'s have' if count > 1 else ' has'} another number of fields than "
-        f"the header ({width})",
-        [*examples, "fix the rows, or quote the fields that hold the separator "
-                    f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break"])
+        f"the header ({width})", [*examples, fix])
 
 
 def _allowed_invalid(max_invalid: float, rows: int) -> int:
@@ -183,21 +187,28 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     unreadable inputs.
     """
     inp = cfg.input
-    files = expand_inputs(inputs)
+    skipped: list[str] = []
+    files = expand_inputs(inputs, skipped)
     sources: list[Source] = []
     raws: list[pl.LazyFrame] = []
     schemas: list[pl.Schema] = []
     colmaps: list[ColumnMap] = []
+    early = reading.skipped_files_warning(skipped)  # warnings found before the rows are read
+    unmapped: dict[str, list[str]] = {}  # hint -> the files it is about
     for name in files:
-        src = open_source(name, inp.encoding, sheet=inp.sheet, header_row=inp.header_row)
+        src = open_source(name, inp.encoding, sheet=inp.sheet, header_row=inp.header_row, separator=inp.separator)
         raw = scan_source(src)
         names = read_columns(src, raw)
-        hint = ("if title rows sit above the header, name the header's row with --header-row N "
-                "(or [input] header_row)") if src.kind == "excel" else None
+        hint = (f"if title rows sit above the header, name the header's {src.row_word} with --header-row N "
+                "(or [input] header_row)") if src.kind != "parquet" else None
+        check_header(src, names)
         colmaps.append(resolve_columns(names, inp.columns.__dict__, src.name, hint=hint))
+        for text in unmapped_hints(names, colmaps[-1]):
+            unmapped.setdefault(text, []).append(src.name)
         schemas.append(raw.collect_schema())
         sources.append(src)
         raws.append(raw)
+    early.extend(reading.unmapped_warnings(unmapped))
 
     # A sample decides the cheap parse plan; the stats pass checks it on every row.
     try:
@@ -224,18 +235,26 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     # text files' rows are an estimate: 10% over the bucket size still goes in one pass
     per_part = rows_per_part(memory_limit)
     parts = max(1, math.ceil(rows / per_part)) if rows > per_part * ROW_ESTIMATE_SLACK else 1
-    # blank lines are no rows; identical rows count as rows unless dedupe drops them
-    used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
+    # blank lines and trailing total rows are no rows; identical rows count as rows unless
+    # dedupe drops them
+    used_rows = ~pl.col("blank") & ~pl.col("total") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
+    # identical rows across inputs: counted (and the pairs sharing rows) when rows are counted
+    across = mark and len(sources) > 1
     fixed_as_of = cfg.analysis.as_of
     fuse = aggregate is not None and parts == 1 and (fixed_as_of is not None or not cfg.analysis.window_days)
 
-    def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.DataFrame, pl.DataFrame | None]:
+    def stats_pass(plans: list[ParsePlan], totals: dict[int, int] | None = None,
+                   ) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.DataFrame, pl.DataFrame | None, list[pl.DataFrame]]:
         """(the rows for the aggregation: all parsed rows, or the spill of the kept ones; the
         rows parsed afresh, for the raw values and line numbers of error examples; the
-        per-file and per-day counts; the aggregate when fused)."""
+        per-file and per-day counts; the aggregate when fused; the counts across inputs:
+        repeated rows, distinct rows per input and shared per pair, when ``across``).
+        ``totals``: the trailing total rows (None: every total marker is taken for one)."""
         frames = [canonical(raw, sch, c, inp, i, src.first_line, plan)
                   for i, (raw, sch, c, src, plan) in enumerate(zip(raws, schemas, colmaps, sources, plans))]
-        parsed = canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+        canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+        parsed = canon = (mark_repeats(canon) if inp.dedupe else canon).with_columns(total=reading.total_rule(totals))
+        extras = [reading.repeats_across(canon)] if across and not inp.dedupe else []
         valid = ~invalid_expr()
         # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
         # an expression inside .agg() would be evaluated group by group.
@@ -248,7 +267,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             # Int128: the sum that tells whether int64 money sums are safe cannot wrap itself
             abs_units=pl.when(valid).then(pl.col("amount_minor").cast(pl.Int128).abs()),
             cur=pl.when(valid).then(pl.col("currency")),
-        ).group_by("source", pl.col("ts").dt.date().alias("date"), "blank", "repeat").agg(
+            mline=pl.when(pl.col("total_marker")).then(pl.col("line")),
+        ).group_by("source", pl.col("ts").dt.date().alias("date"), "blank", "repeat", "total").agg(
             pl.len().alias("rows"),
             pl.col("valid", *(f"bad_{i}" for i in range(len(RULES))), "rounded", "returns", "zeros", "tail_null",
                    "abs_units").sum(),
@@ -256,26 +276,36 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             cur_min=pl.col("cur").min(),
             cur_max=pl.col("cur").max(),
             distinct=pl.col("row_hash").n_unique() if mark and not inp.dedupe else pl.len(),
+            markers=pl.col("total_marker").sum(),
+            marker_line=pl.col("mline").max(),
+            last_line=pl.col("line").max(),
         )
         kept = canon.filter(used_rows & analysed_rows(fixed_as_of, cfg))  # what the aggregation reads
         try:
             if parts > 1:
                 spill, sink = spill_by_bucket(kept.select(*SPILLED), parts)
-                stats, _ = pl.collect_all([query, sink])  # one scan feeds both
-                return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True), parsed, stats, None
+                stats, _, *extra = pl.collect_all([query, sink, *extras])  # one scan feeds both
+                return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True), parsed, stats, None, extra
             if not fuse:
-                return canon, parsed, query.collect(), None
+                stats, *extra = pl.collect_all([query, *extras])
+                return canon, parsed, stats, None, extra
             assert aggregate is not None
             # one scan feeds both: Polars shares the common part of the two plans
-            stats, agg = pl.collect_all([query, aggregate(kept)])
-            return canon, parsed, stats, agg
+            stats, agg, *extra = pl.collect_all([query, aggregate(kept), *extras])
+            return canon, parsed, stats, agg, extra
         except pl.exceptions.PolarsError as exc:
             raise _polars_error(exc, sources) from None
         except OSError as exc:
             raise SegcliError(f"cannot write temporary files to {scratch_dir()}: {exc.strerror or exc}",
                               ["set TMPDIR to a folder with room for about the size of the input"]) from None
 
-    canon, parsed, groups, aggregated = stats_pass(plans)
+    canon, parsed, groups, aggregated, extra = stats_pass(plans)
+    # Total rows: the pass dropped every row whose customer id is a total marker; that is
+    # right when each sits last in its file (a finance workbook's 合计). A marker elsewhere
+    # stays a row as it always was: count again, dropping only the trailing ones.
+    totals, elsewhere = reading.total_rows(groups)
+    if elsewhere:
+        canon, parsed, groups, aggregated, extra = stats_pass(plans, totals)
     # Dates or amounts the sampled plan left unparsed: does another configured format, or the
     # full clean-up of amounts, parse them? Then widen that file's plan and count again, so
     # that first-match-wins stays exact. Read only when such rows exist.
@@ -305,7 +335,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                                                plain_amounts=plan.plain_amounts and not hits["amount_hit"]))
         if widened != plans:
             plans = widened
-            canon, parsed, groups, aggregated = stats_pass(plans)
+            canon, parsed, groups, aggregated, extra = stats_pass(plans, totals if elsewhere else None)
 
     used = canon.filter(used_rows) if parts == 1 else canon  # the spill holds only used rows
     used_parsed = parsed.filter(used_rows)  # for examples: raw values and line numbers
@@ -353,8 +383,23 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             raise InputDataError(f"{sources[0].name}: the file has a header but no rows")
         raise InputDataError(f"{', '.join(s.name for s in sources)}: no rows")
 
+    if int(src_stats[f"bad_{AMOUNT_RULE}"].sum()):
+        _check_amount_sizes(used_parsed, sources, colmaps, inp.amount_scale, real_lines)
     rejects = None
-    warnings: list[RunWarning] = []
+    warnings: list[RunWarning] = list(early)
+    across_repeats = int(extra.pop(0).item() or 0) if across and not inp.dedupe else None
+    twins = reading.same_files(files, sources) if len(sources) > 1 else []
+    # Which inputs share rows: a query of its own (a second read), made only when rows repeat
+    # across inputs (without dedupe: more repeats over all inputs than within each)
+    within = int(src_stats["repeats"].sum())
+    shared = (across_repeats > within) if across_repeats is not None else (across and within > 0)
+    try:
+        keys = reading.overlap_keys(parsed).collect() if shared and rows <= reading.OVERLAP_MAX_ROWS else None
+    except pl.exceptions.PolarsError as exc:
+        raise _polars_error(exc, sources) from None
+    warnings.extend(reading.overlap_warnings(sources, twins, keys))
+    if totals:
+        warnings.extend(reading.total_row_warnings(sources, real_lines(reading.total_row_values(parsed, totals))))
     if invalid_rows:
         allowed = _allowed_invalid(cfg.analysis.max_invalid, total_rows)
         if invalid_rows > allowed:
@@ -388,7 +433,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     start = as_of - dt.timedelta(days=cfg.analysis.window_days) if cfg.analysis.window_days else None
     outside = int(days.filter(pl.col("date") <= start)["rows"].sum()) if start else 0
     kept_days = days.filter((pl.col("date") <= as_of) & ((pl.col("date") > start) if start else pl.lit(True)))
-    repeats = int(src_stats["repeats"].sum())
+    repeats = int(src_stats["repeats"].sum()) if across_repeats is None else across_repeats
     # dedupe = true is the user's decision: the dropped rows are counted in the record, not warned about
     if repeats and not inp.dedupe:
         warnings.append(RunWarning("identical_rows", f"{repeats} row{'s are' if repeats > 1 else ' is'} identical to "
@@ -418,6 +463,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     counts: dict[str, Any] = {
         "rows_read": int(src_stats["read"].sum()),
         "rows_blank": int(src_stats["blank"].sum()),
+        "rows_total": len(totals),
         "rows_identical": repeats if mark else None,
         "rows_invalid": invalid_rows,
         "rows_after_as_of": after,
@@ -499,6 +545,27 @@ def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:
         pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4", maintain_order=False, lazy=True)
     assert sink is not None
     return spill, sink
+
+
+AMOUNT_RULE = next(i for i, (_, role, _) in enumerate(RULES) if role == "amount")
+
+
+def _check_amount_sizes(rows: pl.LazyFrame, sources: list[Source], colmaps: list[ColumnMap], scale: int,
+                        real_lines: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
+    """Stop on amounts that are numbers but beyond what ``amount_scale`` keeps exactly: an
+    error of its own (SPEC §6: lower amount_scale), never an "unparsable" row that
+    ``--max-invalid`` could let through. Read only when some amount did not parse."""
+    big = reading.too_large_rows(rows, scale)
+    try:
+        counts, examples, largest = pl.collect_all([
+            big.group_by("source").agg(n=pl.len()),
+            big.group_by("source", maintain_order=True).head(EXAMPLES).select("source", "line", "raw_amount"),
+            big.select(pl.col("value").abs().max())])
+    except pl.exceptions.PolarsError as exc:
+        raise _polars_error(exc, sources) from None
+    if counts.height:
+        raise reading.too_large_error(real_lines(examples), dict(zip(counts["source"], counts["n"])), largest.item(),
+                                      scale, sources, {i: c.amount for i, c in enumerate(colmaps)})
 
 
 def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFrame, bad: pl.DataFrame,

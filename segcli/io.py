@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from segcli.errors import InputDataError, InputMissingError, OutputError, UsageError
+from segcli.postgres import is_database
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -66,6 +67,11 @@ class Source:
     first_line: int = 2  # line number of the first data row (CSV), sheet row (Excel) or 1 (Parquet)
     sheet: str = ""  # Excel: sheet name, or its 1-based position as digits; "" = the first sheet
     header_row: int = 0  # Excel: 1-based row of the header; 0 = the first non-empty row
+    # kind "postgres": rows a pushed-down date filter left on the server (all of them, and the
+    # valid ones after the as-of date and before the window), counted as if read and dropped
+    rows_filtered: int = 0
+    rows_after_as_of: int = 0
+    rows_outside_window: int = 0
 
     @property
     def row_word(self) -> str:
@@ -77,7 +83,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     """Expand directories and globs into a sorted list of files; missing inputs are exit 66."""
     files: list[str] = []
     for item in inputs:
-        if item == STDIN:
+        if item == STDIN or is_database(item):
             files.append(item)
             continue
         path = Path(item)
@@ -211,8 +217,14 @@ def check_utf8(src: Source) -> InputDataError | None:
             offset += len(chunk)
 
 
-def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_row: int = 0) -> Source:
-    """Look at one input and decide how to scan it."""
+def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_row: int = 0,
+                config: Any = None) -> Source:
+    """Look at one input and decide how to scan it (``config``: for a database source's
+    pushed-down date window)."""
+    if is_database(name):
+        from segcli.postgres import open_postgres
+
+        return open_postgres(name, config)
     if name == STDIN:
         path = scratch_dir() / "stdin.csv"
         with path.open("wb") as out:
@@ -285,7 +297,7 @@ def _excel_sheet(src: Source) -> dict[str, Any]:
 def scan_source(src: Source) -> pl.LazyFrame:
     """A LazyFrame of the file's raw columns (CSV and Excel: every column as text)."""
     try:
-        if src.kind == "parquet":
+        if src.kind in ("parquet", "postgres"):  # a database source is spooled to Parquet
             return pl.scan_parquet(src.path)
         if src.kind == "excel":
             # Empty rows are kept (and skipped later as blank) so that row numbers stay true.
@@ -473,6 +485,10 @@ def check_output_path(out: str, inputs: list[str]) -> None:
     """Refuse an output that would overwrite an input, or that sits in a missing folder."""
     if out == STDIN:
         return
+    if is_database(out):
+        from segcli.postgres import check_sink
+
+        return check_sink(out, inputs)
     target = Path(out).resolve()
     for item in inputs:
         if item != STDIN and Path(item).resolve() == target:
@@ -552,12 +568,18 @@ def _csv_bytes(df: pl.DataFrame, encoding: str) -> bytes:
     return text.encode("utf-8-sig" if encoding == "utf-8-sig" else "gb18030")
 
 
-def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_encoding: str = "utf-8") -> list[str]:
-    """Write ``df`` to ``out`` (parquet/csv/jsonl or ``-``) atomically with its run metadata.
+def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_encoding: str = "utf-8",
+                mode: str = "replace") -> list[str]:
+    """Write ``df`` to ``out`` (parquet/csv/jsonl, ``-``, or a ``postgresql://...#schema.table``
+    in ``mode`` replace or append) atomically with its run metadata.
 
     Returns the paths written (the sidecar ``OUT.meta.json`` for CSV and JSONL included;
     none when ``meta`` is None).
     """
+    if is_database(out):
+        from segcli.postgres import write_postgres
+
+        return write_postgres(df, out, meta=meta, mode=mode)
     kind = output_kind(out)
     if out == STDIN:
         sys.stdout.buffer.write(_csv_bytes(df, csv_encoding))

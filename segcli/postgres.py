@@ -359,7 +359,7 @@ def _plain_column(array: Any, field: Any) -> tuple[Any, Any]:
     import pyarrow.compute as pc
 
     typ = field.type
-    if not isinstance(typ, pa.ExtensionType):
+    if not isinstance(typ, pa.BaseExtensionType):
         return array, field.remove_metadata()
     storage = array.storage if isinstance(array, pa.ExtensionArray) else array.cast(typ.storage_type)
     if getattr(typ, "type_name", "") == "numeric":
@@ -397,7 +397,7 @@ def _spool(reader: Any, path: Path) -> tuple[int, int]:
             rows += plain.num_rows
             size += batch.nbytes
         if writer is None:  # no batch at all: an empty file with the query's columns
-            fields = [_plain_column(pa.array([], f.type.storage_type if isinstance(f.type, pa.ExtensionType) else f.type), f)[1]
+            fields = [_plain_column(pa.array([], f.type.storage_type if isinstance(f.type, pa.BaseExtensionType) else f.type), f)[1]
                       for f in reader.schema]
             writer = pq.ParquetWriter(path, pa.schema(fields), compression="lz4")
     finally:
@@ -473,7 +473,7 @@ def check_sink(out: str, inputs: list[str]) -> None:
 PG_TYPES = {
     pl.String: "text", pl.Categorical: "text", pl.Enum: "text", pl.Null: "text",
     pl.Int8: "bigint", pl.Int16: "bigint", pl.Int32: "bigint", pl.Int64: "bigint",
-    pl.UInt8: "bigint", pl.UInt16: "bigint", pl.UInt32: "bigint", pl.UInt64: "numeric(20, 0)",
+    pl.UInt8: "bigint", pl.UInt16: "bigint", pl.UInt32: "bigint", pl.UInt64: "bigint",
     pl.Float32: "double precision", pl.Float64: "double precision",
     pl.Date: "date", pl.Boolean: "boolean",
 }
@@ -501,8 +501,6 @@ def _arrow(df: pl.DataFrame) -> Any:
     for field, dtype in zip(table.schema, df.dtypes):
         sql = column_type(field.name, dtype)
         target = {"text": pa.string(), "bigint": pa.int64(), "double precision": pa.float64()}.get(sql, field.type)
-        if sql == "numeric(20, 0)":
-            target = pa.decimal128(20, 0)
         fields.append(pa.field(field.name, target))
     return table.cast(pa.schema(fields)) if table.schema != pa.schema(fields) else table
 
@@ -518,8 +516,10 @@ def write_postgres(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, m
                    keyed: bool = True) -> list[str]:
     """Write ``df`` to the table named in ``out`` atomically; the run record to ``<table>_runs``.
 
-    ``replace``: COPY into a new table, primary key ``customer_id``, swapped for the old one
-    in the same transaction (the old table's grants are carried over). ``append``: the
+    ``replace``: in one transaction, the old rows are deleted and the new ones COPied in
+    (readers see the old rows until the commit: MVCC, no lock they wait on); a table of
+    another shape is replaced by a new one, primary key ``customer_id``, loaded beside it
+    and swapped in (its grants carried over). ``append``: the
     table keeps every as-of date, primary key ``(as_of, customer_id)``; the rows of this
     as-of date are replaced in one transaction. ``keyed=False``: no primary key (rejected
     rows); ``meta=None``: no run record. Returns the name written (masked).
@@ -575,10 +575,30 @@ def _exists(cur: Any, schema: str, table: str) -> bool:
     return bool(cur.fetchone()[0])
 
 
+def _shape(cur: Any, schema: str, table: str) -> list[tuple[str, str]] | None:
+    """[(column, SQL type)] of an existing table, None when there is none."""
+    cur.execute("SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+                "WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                parameters=(_qualified(schema, table),))
+    found = [(str(n), str(t).replace(" ", "")) for n, t in cur.fetchall()]
+    return found or None
+
+
 def _replace(cur: Any, schema: str, table: str, columns: list[tuple[str, str]], data: Any, *, keyed: bool) -> None:
-    """COPY into a staging table, add the key, carry the grants over, swap (one transaction)."""
-    staging = _name(table, f"__segcli_new_{os.getpid()}")
+    """Replace the table's rows in the open transaction.
+
+    Same columns and types: DELETE and COPY into the table itself. A swap of tables
+    (DROP, RENAME) would make a reader that waited for the swap's lock read the new table
+    with the snapshot it took before waiting: an empty table (seen with the driver's own
+    COPY-based reads). A table of another shape can only be swapped: COPY into a staging
+    table beside it, add the key, carry the grants over, drop the old, rename.
+    """
     target = _qualified(schema, table)
+    if _shape(cur, schema, table) == [(c, t.replace(" ", "")) for c, t in columns]:
+        cur.execute(f"DELETE FROM {target}")  # not TRUNCATE: that is not MVCC-safe for readers
+        cur.adbc_ingest(table, data, mode="append", db_schema_name=schema)
+        return
+    staging = _name(table, f"__segcli_new_{os.getpid()}")
     ddl = ", ".join(f"{quote_ident(c)} {t}" for c, t in columns)
     cur.execute(f"CREATE TABLE {_qualified(schema, staging)} ({ddl})")
     cur.adbc_ingest(staging, data, mode="append", db_schema_name=schema)

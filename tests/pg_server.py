@@ -142,6 +142,31 @@ def start_server(settings: dict[str, str] | None = None) -> PgServer:
         raise
 
 
+def _missing(reason: str) -> None:
+    """Skip, or fail when CI requires the extras (SEGCLI_REQUIRE_EXTRAS=1)."""
+    import pytest
+
+    if os.environ.get("SEGCLI_REQUIRE_EXTRAS") == "1":
+        pytest.fail(f"{reason} (SEGCLI_REQUIRE_EXTRAS=1)")
+    pytest.skip(reason)
+
+
+def pg_fixture():  # type: ignore[no-untyped-def]
+    """Session fixture body: one server for every test that asks for ``pg``; stopped at the
+    end of the session, whether the tests passed or not."""
+    try:
+        import adbc_driver_postgresql.dbapi  # noqa: F401
+    except ImportError:
+        _missing("the postgres extra is not installed: pip install -e '.[test,postgres]'")
+    if server_bin() is None:
+        _missing("PostgreSQL server binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 if __name__ == "__main__":
     srv = start_server()
     print(srv.uri(), flush=True)

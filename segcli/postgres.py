@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import polars as pl
 
-from segcli.errors import ConfigError, InputMissingError, OutputError, SegcliError, UsageError
+from segcli.errors import ConfigError, InputDataError, InputMissingError, OutputError, SegcliError, UsageError
 
 SCHEMES = ("postgresql://", "postgres://")
 INSTALL = "pip install 'segcli[postgres]'"
@@ -40,6 +40,7 @@ _REAL: dict[str, str] = {}  # masked URI -> the URI with its password (set by th
 _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
 _QUALIFIED = re.compile(rf"^\s*({_IDENT})(?:\s*\.\s*({_IDENT}))?\s*$")
 PG_NAME_BYTES = 63  # PostgreSQL truncates longer identifiers
+BATCH_BYTES = 16 << 20  # Arrow batch size asked of the driver: what reading holds in memory at once
 
 
 def is_database(name: str) -> bool:
@@ -101,7 +102,9 @@ def _driver_cause(exc: BaseException, uri: str) -> tuple[str, list[str]]:
     text = re.sub(r"^[A-Z_]+: (\[libpq\] )?", "", text.strip())
     text = re.sub(r"^(Failed to (connect|prepare query|execute query|execute COPY|begin copy)[^:]*: )", "", text)
     text = re.sub(r"^(ERROR|FATAL):\s+", "", text)
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # the server's LINE/caret pointer shows segcli's own wrapping SQL, its position lost: dropped
+    lines = [ln.strip() for ln in text.splitlines()
+             if ln.strip() and not ln.lstrip().startswith("LINE ") and ln.strip() != "^"]
     return (lines[0] if lines else type(exc).__name__), lines[1:]
 
 
@@ -377,7 +380,7 @@ def _plain_column(array: Any, field: Any) -> tuple[Any, Any]:
     return storage, pa.field(field.name, storage.type)
 
 
-def _spool(reader: Any, path: Path) -> tuple[int, int]:
+def _spool(reader: Any, path: Path, name: str) -> tuple[int, int]:
     """Write the record batches to a Parquet file one at a time (bounded memory);
     (rows, Arrow bytes) read."""
     import pyarrow as pa
@@ -391,8 +394,12 @@ def _spool(reader: Any, path: Path) -> tuple[int, int]:
             plain = pa.RecordBatch.from_arrays([a for a, _ in pairs], schema=pa.schema([f for _, f in pairs]))
             if writer is None:
                 writer = pq.ParquetWriter(path, plain.schema, compression="lz4")
-            elif plain.schema != writer.schema.to_arrow_schema():
-                plain = plain.cast(writer.schema.to_arrow_schema())  # a later batch left a numeric as text
+            elif plain.schema != writer.schema:
+                # a numeric column typed as decimal in the first batch holds NaN or Infinity here
+                bad = [f.name for f, g in zip(plain.schema, writer.schema) if f.type != g.type]
+                raise InputDataError(f"{name}: column '{bad[0]}': a numeric value that is not a number "
+                                     f"(NaN or Infinity) after row {rows}",
+                                     ["leave such rows out with --query \"SELECT ... WHERE col <> 'NaN'\""])
             writer.write_batch(plain)
             rows += plain.num_rows
             size += batch.nbytes
@@ -434,8 +441,9 @@ def open_postgres(name: str, config: Any = None) -> Any:
             sql = f"SELECT * FROM ({base}) AS s" + (f" WHERE {pushed.where}" if pushed else "")
             if pushed is None and loc.table is not None:
                 sql = base
+            cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
             cur.execute(sql)
-            rows, size = _spool(cur.fetch_record_batch(), path)
+            rows, size = _spool(cur.fetch_record_batch(), path, loc.name)
         except SegcliError:
             raise
         except OSError as exc:
@@ -458,8 +466,9 @@ def _target(out: str) -> Location:
 
 
 def check_sink(out: str, inputs: list[str]) -> None:
-    """Before the work: the output is a table name, not one of the inputs, and the driver
-    is installed (exit 78 now, not after the computation)."""
+    """Before the work: the output is a table name, not one of the inputs, the driver is
+    installed (78) and the server takes the login (73): a cron job fails in a second, not
+    after the computation."""
     loc = _target(out)
     for item in inputs:
         if is_database(item):
@@ -467,7 +476,8 @@ def check_sink(out: str, inputs: list[str]) -> None:
             if (src.table is not None and src.shown == loc.shown and src.table == loc.table
                     and (src.schema or "public") == (loc.schema or "public")):
                 raise UsageError(f"output {loc.name} is also an input: refusing to overwrite an input")
-    _dbapi()
+    with connection(loc, OutputError, autocommit=True):
+        pass
 
 
 PG_TYPES = {

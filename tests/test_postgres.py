@@ -89,7 +89,9 @@ def file_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, di
 # --------------------------------------------------------------------------- reading
 
 
-def test_segment_from_a_table_gives_the_assignments_of_the_file_run(pg: PgServer, orders: str, file_run, tmp_path: Path) -> None:
+def test_segment_from_a_table_gives_the_assignments_of_the_file_run(pg: PgServer, orders: str, file_run, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("segcli.postgres.BATCH_BYTES", 64 << 10)  # many batches, as a large table sends
     out = tmp_path / "db.parquet"
     result = run("segment", pg.uri(), "--table", orders, "-o", str(out), "-q")
     assert result.exit_code == 0, result.stderr
@@ -100,6 +102,10 @@ def test_segment_from_a_table_gives_the_assignments_of_the_file_run(pg: PgServer
     assert meta["inputs"][0]["path"] == f"postgresql://segcli_test:***@127.0.0.1:{pg.port}/shop#public.orders"
     assert meta["inputs"][0]["format"] == "postgres" and meta["inputs"][0]["rows"] == expected_meta["inputs"][0]["rows"]
     assert PASSWORD not in json.dumps(meta)
+    import pyarrow.parquet as pq
+
+    spool = open_source(command_line_inputs([pg.uri()], table=orders, query=None)[0]).path
+    assert pq.ParquetFile(spool).metadata.num_row_groups > 10  # the batches really were many
 
 
 def test_written_table_holds_the_same_assignments_with_sql_types_and_a_key(pg: PgServer, orders: str, file_run) -> None:

@@ -344,7 +344,7 @@ def _pushdown(cur: Any, base: str, schema: Any, config: Any, name: str) -> Pushd
     text_id = schema.field(cols.customer_id).type in _text_types()
     valid = f"{cid} IS NOT NULL AND {amount} IS NOT NULL" + (f" AND btrim({cid}::text) <> ''" if text_id else "")
     cur.execute(f"SELECT count(*) FILTER (WHERE NOT ({keep})), count(*) FILTER (WHERE {valid} AND {after}), "
-                f"count(*) FILTER (WHERE {valid} AND {before}) FROM ({base}) AS s")
+                f"count(*) FILTER (WHERE {valid} AND {before}) FROM ({base}\n) AS s")
     rows, late, early = cur.fetchone()
     return Pushdown(keep, int(rows), int(late), int(early))
 
@@ -433,12 +433,13 @@ def open_postgres(name: str, config: Any = None) -> Any:
     path = scratch_dir() / f"postgres-{len(os.listdir(scratch_dir()))}.parquet"
     with connection(loc, InputMissingError) as conn, conn.cursor() as cur:
         try:
-            schema = cur.adbc_execute_schema(f"SELECT * FROM ({base}) AS s")
+            # the newline ends a trailing -- comment of a --query
+            schema = cur.adbc_execute_schema(f"SELECT * FROM ({base}\n) AS s")
         except Exception as exc:  # noqa: BLE001 - ADBC's error hierarchy: a missing table, a bad query
             raise _fail(InputMissingError, f"cannot read {loc.name}", exc, loc) from None
         try:
             pushed = _pushdown(cur, base, schema, config, loc.name) if config is not None else None
-            sql = f"SELECT * FROM ({base}) AS s" + (f" WHERE {pushed.where}" if pushed else "")
+            sql = f"SELECT * FROM ({base}\n) AS s" + (f" WHERE {pushed.where}" if pushed else "")
             if pushed is None and loc.table is not None:
                 sql = base
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
@@ -646,17 +647,18 @@ def _append(cur: Any, schema: str, table: str, columns: list[tuple[str, str]], d
         cur.execute(f"CREATE TABLE {target} ({ddl}, CONSTRAINT {quote_ident(_name(table, '_pkey'))} "
                     f"PRIMARY KEY ({key}))")
     else:
-        cur.execute("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
-                    "AND NOT a.attisdropped ORDER BY a.attnum", parameters=(target,))
-        have = [r[0] for r in cur.fetchall()]
-        want = [c for c, _ in columns]
+        have = _shape(cur, schema, table) or []
+        want = [(c, t.replace(" ", "")) for c, t in columns]
         if have != want:
-            missing, extra = [c for c in want if c not in have], [c for c in have if c not in want]
+            names = [c for c, _ in have]
+            missing = [c for c, _ in want if c not in names]
+            extra = [c for c in names if c not in dict(want)]
+            retyped = [f"{c} is {dict(have)[c]}, the output's {t}" for c, t in want if c in names and dict(have)[c] != t]
             raise OutputError(f"{loc.name}: the table's columns differ from this output's",
                               [*(["not in the table: " + ", ".join(missing)] if missing else []),
-                               *(["only in the table: " + ", ".join(extra)] if extra else []),
-                               *([] if missing or extra else ["the same columns in another order"]),
-                               "append to a table written by the same command, or --mode replace"])
+                               *(["only in the table: " + ", ".join(extra)] if extra else []), *retyped,
+                               *([] if missing or extra or retyped else ["the same columns in another order"]),
+                               "append to a table written by the same command and settings, or --mode replace"])
     dates = data.column("as_of").unique().to_pylist()
     for day in dates:
         cur.execute(f"DELETE FROM {target} WHERE as_of = $1::date", parameters=(day.isoformat(),))

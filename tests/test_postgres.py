@@ -243,7 +243,7 @@ def test_bad_rows_are_reported_with_their_row_numbers_in_query_order(pg: PgServe
     df = pl.DataFrame({"n": [1, 2, 3, 4], "customer_id": ["a", None, "c", "d"],
                        "order_date": ["2024-01-01", "2024-01-02", "not a date", "2024-01-04"], "amount": ["1", "2", "3", "4"]})
     load(pg, "bad_rows", df, "n bigint, customer_id text, order_date text, amount text")
-    result = run("validate", pg.uri(), "--query", "SELECT customer_id, order_date, amount FROM bad_rows ORDER BY n")
+    result = run("validate", pg.uri(), "--query", "SELECT customer_id, order_date, amount FROM bad_rows ORDER BY n -- load order")
     assert result.exit_code == 65
     assert "row 2: customer_id=''" in result.stderr and "row 3: order_date='not a date'" in result.stderr
 
@@ -289,6 +289,7 @@ def test_a_concurrent_reader_sees_only_complete_tables(pg: PgServer) -> None:
     assert leftovers.height == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("old", ["same shape", "another shape"])
 def test_a_load_killed_midway_leaves_the_old_table(pg: PgServer, old: str) -> None:
     """SIGKILL while the COPY runs: into the table itself (same shape) or into the staging
@@ -361,6 +362,21 @@ def test_append_keeps_every_as_of_and_replaces_a_rerun(pg: PgServer, orders: str
     # a table of another shape is not appended to
     result = run("rfm", pg.uri(), "--table", orders, "-o", target, "--mode", "append", "-q")
     assert result.exit_code == 73 and "columns differ" in result.stderr
+
+
+def test_lifetimes_summary_appends_with_the_as_of_date_added(pg: PgServer, orders: str, tmp_path: Path) -> None:
+    target = pg.uri() + "#public.clv"
+    for as_of in ("2025-06-30", "2025-12-31"):
+        result = run("rfm", pg.uri(), "--table", orders, "--style", "lifetimes", "--as-of", as_of, "-o", target,
+                     "--mode", "append", "-q")
+        assert result.exit_code == 0, result.stderr
+    out = tmp_path / "clv.parquet"
+    assert run("rfm", str(SAMPLE), "--style", "lifetimes", "-o", str(out), "-q").exit_code == 0
+    expected = read_assignments(str(out))[0]
+    db = query(pg, "SELECT * FROM public.clv WHERE as_of = '2025-12-31' ORDER BY customer_id COLLATE \"C\"")
+    assert db.columns == ["as_of", *expected.columns]
+    assert_frame_equal(db.drop("as_of"), expected, check_dtypes=False)
+    assert query(pg, "SELECT count(DISTINCT as_of) AS n FROM public.clv")["n"][0] == 2
 
 
 def test_replacing_keeps_the_grants_of_the_old_table(pg: PgServer) -> None:

@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -375,8 +374,10 @@ def _plain_column(array: Any, field: Any) -> tuple[Any, Any]:
             except pa.ArrowInvalid:
                 pass  # NaN or Infinity: left as text, reported as unparsable amounts with their rows
     if isinstance(storage.type, pa.FixedSizeBinaryType) and getattr(typ, "extension_name", "") == "arrow.uuid":
-        text = pa.array([None if v is None else str(uuid.UUID(bytes=v)) for v in storage.to_pylist()], pa.string())
-        return text, pa.field(field.name, pa.string())
+        hexed = pl.from_arrow(storage.cast(pa.binary())).bin.encode("hex")  # type: ignore[union-attr]
+        parts = [hexed.str.slice(start, length) for start, length in ((0, 8), (8, 4), (12, 4), (16, 4), (20, 12))]
+        text = pl.select(pl.concat_str(parts, separator="-")).to_series().to_arrow().cast(pa.string())
+        return text, pa.field(field.name, pa.string())  # a uuid id as the text PostgreSQL prints
     return storage, pa.field(field.name, storage.type)
 
 

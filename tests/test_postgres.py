@@ -190,6 +190,17 @@ def test_typed_columns_are_read_as_types_not_text(pg: PgServer, tmp_path: Path) 
     assert first["monetary"] == 1234567890.1235 or first["monetary"] == pytest.approx(1234567890.1235)
 
 
+def test_uuid_customer_ids_are_read_as_the_text_postgresql_prints(pg: PgServer, tmp_path: Path) -> None:
+    with connect(pg, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS by_uuid")
+        cur.execute("CREATE TABLE by_uuid AS SELECT gen_random_uuid() AS customer_id, DATE '2024-01-01' + i AS order_date, "
+                    "(i * 1.25)::numeric(10, 2) AS amount FROM generate_series(1, 50) AS i")
+    out = tmp_path / "rfm.csv"
+    assert run("rfm", pg.uri(), "--table", "by_uuid", "-o", str(out), "-q").exit_code == 0
+    ids = pl.read_csv(out, schema_overrides={"customer_id": pl.String})["customer_id"].sort().to_list()
+    assert ids == sorted(query(pg, "SELECT customer_id::text AS id FROM by_uuid")["id"].to_list())
+
+
 def test_known_as_of_and_window_are_pushed_into_the_query(pg: PgServer, tmp_path: Path) -> None:
     """Only the rows inside the window travel; the rows left on the server are counted as
     the file run counts them, and the assignments are the same."""

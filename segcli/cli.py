@@ -95,8 +95,8 @@ OutEncodingOpt = Annotated[CsvEncoding | None, typer.Option("--output-encoding",
 
 
 class WriteMode(str, Enum):
-    replace = "replace"
-    append = "append"
+    REPLACE = "replace"
+    APPEND = "append"
 
 
 # PostgreSQL (SPEC §8): what a postgresql:// input reads, how a postgresql:// output is written
@@ -107,7 +107,7 @@ ModeOpt = Annotated[WriteMode, typer.Option("--mode", help="postgresql://...#sch
 
 def _database_output(output: str | None, mode: WriteMode) -> str | None:
     """-o postgresql://...: the password masked in every message; --mode needs such an output."""
-    if mode is WriteMode.append and not (output and is_database(output)):
+    if mode is WriteMode.APPEND and not (output and is_database(output)):
         raise UsageError("--mode append needs a postgresql://...#schema.table output")
     return command_line_output(output)
 
@@ -278,7 +278,7 @@ def segment_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, table: TableOpt = None, query: QueryOpt = None, mode: ModeOpt = WriteMode.replace,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -287,7 +287,7 @@ def segment_cmd(
     Example: segcli segment sample_data/transactions.csv -o assignments.parquet
     """
     _memory_limit(memory_limit)
-    inputs, output = command_line_inputs(inputs, table=table, query=query), _database_output(output, mode)
+    inputs, output = command_line_inputs(inputs, table=db_table, query=db_query), _database_output(output, mode)
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
@@ -352,7 +352,7 @@ def rfm_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, table: TableOpt = None, query: QueryOpt = None, mode: ModeOpt = WriteMode.replace,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -361,7 +361,7 @@ def rfm_cmd(
     Example: segcli rfm sample_data/transactions.csv -o rfm.csv --style lifetimes --freq W
     """
     _memory_limit(memory_limit)
-    inputs, output = command_line_inputs(inputs, table=table, query=query), _database_output(output, mode)
+    inputs, output = command_line_inputs(inputs, table=db_table, query=db_query), _database_output(output, mode)
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
@@ -416,7 +416,7 @@ def pareto_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, table: TableOpt = None, query: QueryOpt = None,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
@@ -424,7 +424,7 @@ def pareto_cmd(
     Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
     _memory_limit(memory_limit)
-    inputs = command_line_inputs(inputs, table=table, query=query)
+    inputs = command_line_inputs(inputs, table=db_table, query=db_query)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     if plot is not None:
@@ -526,7 +526,7 @@ def validate_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, table: TableOpt = None, query: QueryOpt = None,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Check an export and report every problem; writes nothing.
@@ -534,7 +534,7 @@ def validate_cmd(
     Example: segcli validate export.csv --strict
     """
     _memory_limit(memory_limit)
-    inputs = command_line_inputs(inputs, table=table, query=query)
+    inputs = command_line_inputs(inputs, table=db_table, query=db_query)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     tx = load_transactions(inputs, cfg, count_identical=True)  # the checking command always counts them

@@ -445,16 +445,16 @@ def open_postgres(name: str, config: Any = None) -> Any:
                 sql = base
             cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
             cur.execute(sql)
-            rows, size = _spool(cur.fetch_record_batch(), path, loc.name)
+            _rows, size = _spool(cur.fetch_record_batch(), path, loc.name)
         except SegcliError:
             raise
         except OSError as exc:
             raise SegcliError(f"cannot write temporary files to {scratch_dir()}: {exc.strerror or exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise _fail(InputMissingError, f"cannot read {loc.name}", exc, loc) from None
-    extra = {} if pushed is None else {"rows_filtered": pushed.rows, "rows_after_as_of": pushed.after_as_of,
-                                       "rows_outside_window": pushed.outside_window}
-    return Source(loc.name, path, "postgres", size, first_line=1, **extra)
+    left = pushed or Pushdown("", 0, 0, 0)
+    return Source(loc.name, path, "postgres", size, first_line=1, rows_filtered=left.rows,
+                  rows_after_as_of=left.after_as_of, rows_outside_window=left.outside_window)
 
 
 # --------------------------------------------------------------------------- writing

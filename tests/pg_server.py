@@ -132,7 +132,8 @@ def start_server(settings: dict[str, str] | None = None) -> PgServer:
     binary = server_bin()
     if binary is None:
         raise FileNotFoundError("PostgreSQL server binaries (initdb, pg_ctl) not found on PATH or in /usr/lib/postgresql")
-    root = Path(tempfile.mkdtemp(prefix="pgtest-"))
+    # as root the server runs as another user, who must reach its folder: /tmp, not a private TMPDIR
+    root = Path(tempfile.mkdtemp(prefix="pgtest-", dir="/tmp" if _run_as() and os.path.isdir("/tmp") else None))
     server = PgServer(binary, root, settings={"fsync": "off", "synchronous_commit": "off",
                                               "full_page_writes": "off", **(settings or {})})
     try:

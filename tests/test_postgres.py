@@ -269,9 +269,11 @@ def frame(n: int, *, as_of: dt.date = dt.date(2025, 12, 31), offset: int = 0) ->
                          "as_of": [as_of] * n})
 
 
-def test_a_concurrent_reader_sees_only_complete_tables(pg: PgServer) -> None:
+@pytest.mark.parametrize("mode", ["replace", "append"])
+def test_a_concurrent_reader_sees_only_complete_tables(pg: PgServer, mode: str) -> None:
     n = 20_000
-    write_postgres(frame(n), pg.uri() + "#public.swap", meta={"as_of": "2025-12-31"})
+    table = f"swap_{mode}"
+    write_postgres(frame(n), pg.uri() + f"#public.{table}", meta={"as_of": "2025-12-31"}, mode=mode)
     seen: list[int] = []
     errors: list[str] = []
     stop = threading.Event()
@@ -280,7 +282,8 @@ def test_a_concurrent_reader_sees_only_complete_tables(pg: PgServer) -> None:
         with connect(pg, autocommit=True) as conn, conn.cursor() as cur:
             while not stop.is_set():
                 try:
-                    cur.execute("SELECT count(*), count(DISTINCT customer_id) FROM public.swap")
+                    cur.execute(f"SELECT count(*), count(DISTINCT customer_id) FROM public.{table} "
+                                "WHERE as_of = '2025-12-31'")
                     total, distinct = cur.fetchone()
                     seen.append(total if total == distinct else -1)
                 except Exception as exc:  # noqa: BLE001 - any error is a failure of the swap
@@ -290,13 +293,13 @@ def test_a_concurrent_reader_sees_only_complete_tables(pg: PgServer) -> None:
     thread.start()
     try:
         for _ in range(6):
-            write_postgres(frame(n), pg.uri() + "#public.swap", meta={"as_of": "2025-12-31"})
+            write_postgres(frame(n), pg.uri() + f"#public.{table}", meta={"as_of": "2025-12-31"}, mode=mode)
     finally:
         stop.set()
         thread.join(timeout=60)
     assert not errors, errors[:3]
     assert len(seen) >= 6 and set(seen) == {n}
-    leftovers = query(pg, "SELECT relname FROM pg_class WHERE relname LIKE 'swap\\_\\_segcli%'")
+    leftovers = query(pg, f"SELECT relname FROM pg_class WHERE relname LIKE '{table}%segcli%'")
     assert leftovers.height == 0
 
 

@@ -225,11 +225,6 @@ def command_line_output(output: str | None) -> str | None:
     return remember(output) if output is not None and is_database(output) else output
 
 
-def shown_name(name: str) -> str:
-    """A name safe to print: database URIs masked."""
-    return mask(name) if is_database(name) else name
-
-
 # --------------------------------------------------------------------------- connections
 
 

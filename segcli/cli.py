@@ -31,6 +31,7 @@ from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods, lifetimes_record
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
+from segcli.postgres import command_line_inputs, command_line_output, is_database, write_rejects_table
 from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
                              parse_size, rfm_table, segment, warning_records)
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
@@ -109,6 +110,24 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdo
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no warnings on the terminal.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 OutEncodingOpt = Annotated[CsvEncoding | None, typer.Option("--output-encoding", help="Encoding of CSV output.", show_default=False)]
+
+
+class WriteMode(str, Enum):
+    REPLACE = "replace"
+    APPEND = "append"
+
+
+# PostgreSQL (SPEC §8): what a postgresql:// input reads, how a postgresql:// output is written
+TableOpt = Annotated[str | None, typer.Option("--table", help="postgresql:// input: the table to read, schema.table.", show_default=False)]
+QueryOpt = Annotated[str | None, typer.Option("--query", help="postgresql:// input: a SELECT to read instead of a table.", show_default=False)]
+ModeOpt = Annotated[WriteMode, typer.Option("--mode", help="postgresql://...#schema.table output: replace the table, or append (one set of rows per as-of date).")]
+
+
+def _database_output(output: str | None, mode: WriteMode) -> str | None:
+    """-o postgresql://...: the password masked in every message; --mode needs such an output."""
+    if mode is WriteMode.APPEND and not (output and is_database(output)):
+        raise UsageError("--mode append needs a postgresql://...#schema.table output")
+    return command_line_output(output)
 
 
 def _memory_limit(limit: str | None) -> int | None:
@@ -259,6 +278,8 @@ def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
     earlier run is removed, so the one beside an output always belongs to it."""
     if out is None:
         return None
+    if is_database(out):  # a table beside the output table: <table>_rejects (dropped when none)
+        return write_rejects_table(rejects, out)
     if out == "-":  # the invalid_rows warning said they are not written (_rejects_where)
         return None
     path = Path(f"{out}.rejects.csv")
@@ -279,7 +300,7 @@ def segment_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -288,6 +309,7 @@ def segment_cmd(
     Example: segcli segment sample_data/transactions.csv -o assignments.parquet
     """
     limit = _memory_limit(memory_limit)
+    inputs, output = command_line_inputs(inputs, table=db_table, query=db_query), _database_output(output, mode)
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
@@ -310,7 +332,7 @@ def segment_cmd(
             progress(f"writing {output}")
         if output is not None:
             write_table(result.customers, output, meta=result.meta,
-                        csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
+                        csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding), mode=mode.value)
             rejects = _write_rejects(result.rejects, output)
     finally:
         progress.done()
@@ -355,7 +377,7 @@ def rfm_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -364,6 +386,7 @@ def rfm_cmd(
     Example: segcli rfm export.csv -o rfm.csv --style lifetimes --freq W
     """
     limit = _memory_limit(memory_limit)
+    inputs, output = command_line_inputs(inputs, table=db_table, query=db_query), _database_output(output, mode)
     if output == "-" and as_json:
         raise UsageError("-o - and --json both ask for stdout: choose one")
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
@@ -385,7 +408,8 @@ def rfm_cmd(
             progress.done()
     _warn(_rejects_where(warnings, output), cfg, quiet, inputs)
     if output is not None:
-        write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
+        write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding),
+                    mode=mode.value)
         _write_rejects(rejects, output)
         if output == "-":
             return
@@ -417,7 +441,7 @@ def pareto_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
@@ -425,6 +449,7 @@ def pareto_cmd(
     Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
     limit = _memory_limit(memory_limit)
+    inputs = command_line_inputs(inputs, table=db_table, query=db_query)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     if plot is not None:
@@ -542,7 +567,7 @@ def validate_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Check an export and report every problem; writes nothing.
@@ -550,6 +575,7 @@ def validate_cmd(
     Example: segcli validate export.csv --strict
     """
     limit = _memory_limit(memory_limit)
+    inputs = command_line_inputs(inputs, table=db_table, query=db_query)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     # the checking command always counts identical rows
@@ -705,7 +731,8 @@ def report_cmd(
     config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False,
+    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
+    quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """One page for a manager: headline figures, concentration, tiers, R x F grid, profiles,
     service terms and, with --previous, the migrations. Needs segcli[report] for HTML.
@@ -718,6 +745,7 @@ def report_cmd(
     from segcli.page.write import report_kind, write_report
 
     limit = _memory_limit(memory_limit)
+    inputs = command_line_inputs(inputs, table=db_table, query=db_query)
     kind = report_kind(output)
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)

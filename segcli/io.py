@@ -30,6 +30,7 @@ import polars as pl
 import polars.selectors as cs
 
 from segcli.errors import InputDataError, InputMissingError, OutputError, UsageError
+from segcli.postgres import is_database
 
 CSV_SUFFIXES = {".csv", ".tsv", ".txt"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
@@ -71,6 +72,11 @@ class Source:
     sheet: str = ""  # Excel: sheet name, or its 1-based position as digits; "" = the first sheet
     header_row: int = 0  # CSV and Excel: 1-based line/row of the header; 0 = the first (non-empty) row
     layout: str = ""  # "whitespace": columns aligned with spaces (``path`` is a tab-separated copy)
+    # kind "postgres": rows a pushed-down date filter left on the server (all of them, and the
+    # valid ones after the as-of date and before the window), counted as if read and dropped
+    rows_filtered: int = 0
+    rows_after_as_of: int = 0
+    rows_outside_window: int = 0
 
     @property
     def row_word(self) -> str:
@@ -118,7 +124,7 @@ def expand_inputs(inputs: list[str], skipped: list[str] | None = None) -> list[s
     files: list[str] = []
     left_out: list[str] = []
     for item in inputs:
-        if item == STDIN:
+        if item == STDIN or is_database(item):
             files.append(item)
             continue
         path = Path(item)
@@ -314,12 +320,17 @@ SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'", "whitespace"
 
 
 def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_row: int = 0,
-                separator: str = "") -> Source:
+                separator: str = "", config: Any = None) -> Source:
     """Look at one input and decide how to scan it.
 
     ``header_row`` (1-based; 0 = the first line) skips title rows above a CSV header as it
-    does for a sheet; ``separator`` is ``,`` ``;`` tab ``|`` or ``whitespace``, "" = detected.
+    does for a sheet; ``separator`` is ``,`` ``;`` tab ``|`` or ``whitespace``, "" = detected;
+    ``config``: for a database source's pushed-down date window.
     """
+    if is_database(name):
+        from segcli.postgres import open_postgres
+
+        return open_postgres(name, config)
     if name == STDIN:
         path, display, suffix = _copy_stream(sys.stdin.buffer, "<stdin>", ".csv"), "<stdin>", ".csv"
     else:
@@ -403,7 +414,7 @@ def _excel_sheet(src: Source) -> dict[str, Any]:
 def scan_source(src: Source) -> pl.LazyFrame:
     """A LazyFrame of the file's raw columns (CSV and Excel: every column as text)."""
     try:
-        if src.kind == "parquet":
+        if src.kind in ("parquet", "postgres"):  # a database source is spooled to Parquet
             return pl.scan_parquet(src.path)
         if src.kind == "excel":
             # Empty rows are kept (and skipped later as blank) so that row numbers stay true.
@@ -658,6 +669,10 @@ def check_output_path(out: str, inputs: list[str]) -> None:
     """Refuse an output that would overwrite an input, or that sits in a missing folder."""
     if out == STDIN:
         return
+    if is_database(out):
+        from segcli.postgres import check_sink
+
+        return check_sink(out, inputs)
     target = Path(out).resolve()
     for item in inputs:
         if item != STDIN and Path(item).resolve() == target:
@@ -751,12 +766,18 @@ def _ndjson_bytes(df: pl.DataFrame) -> bytes:
     return re.sub(rb"(" + keys + rb'):"(-?[0-9]+(?:\.[0-9]+)?)"', rb"\1:\2", buf.getvalue())
 
 
-def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_encoding: str = "utf-8") -> list[str]:
-    """Write ``df`` to ``out`` (parquet/csv/jsonl or ``-``) atomically with its run metadata.
+def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_encoding: str = "utf-8",
+                mode: str = "replace") -> list[str]:
+    """Write ``df`` to ``out`` (parquet/csv/jsonl, ``-``, or a ``postgresql://...#schema.table``
+    in ``mode`` replace or append) atomically with its run metadata.
 
     Returns the paths written (the sidecar ``OUT.meta.json`` for CSV and JSONL included;
     none when ``meta`` is None).
     """
+    if is_database(out):
+        from segcli.postgres import write_postgres
+
+        return write_postgres(df, out, meta=meta, mode=mode)
     kind = output_kind(out)
     if out == STDIN:
         sys.stdout.buffer.write(_csv_bytes(df, csv_encoding))

@@ -196,7 +196,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     early = reading.skipped_files_warning(skipped)  # warnings found before the rows are read
     unmapped: dict[str, list[str]] = {}  # hint -> the files it is about
     for name in files:
-        src = open_source(name, inp.encoding, sheet=inp.sheet, header_row=inp.header_row, separator=inp.separator)
+        src = open_source(name, inp.encoding, sheet=inp.sheet, header_row=inp.header_row, separator=inp.separator,
+                          config=cfg)
         raw = scan_source(src)
         names = read_columns(src, raw)
         hint = (f"if title rows sit above the header, name the header's {src.row_word} with --header-row N "
@@ -226,7 +227,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                        else inp.date_formats,
                        plain_amounts=sch[c.amount] == pl.String and plain_amounts(s["amount"]),
                        count_repeats=mark and not inp.dedupe, drop_repeats=inp.dedupe,
-                       blank_rows=src.kind != "parquet")
+                       blank_rows=src.kind not in ("parquet", "postgres"))
              for s, sch, c, src in zip(samples, schemas, colmaps, sources)]
 
     # A large export is parsed once: the pass that counts for the checks also spills the
@@ -379,7 +380,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                 raise _ragged_error(src, width, short + long, ragged_lines(src))
 
     if total_rows == 0:
-        if len(sources) == 1 and sources[0].kind != "parquet":
+        if len(sources) == 1 and sources[0].kind not in ("parquet", "postgres"):
             raise InputDataError(f"{sources[0].name}: the file has a header but no rows")
         raise InputDataError(f"{', '.join(s.name for s in sources)}: no rows")
 
@@ -432,6 +433,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     after = int(days.filter(pl.col("date") > as_of)["rows"].sum())
     start = as_of - dt.timedelta(days=cfg.analysis.window_days) if cfg.analysis.window_days else None
     outside = int(days.filter(pl.col("date") <= start)["rows"].sum()) if start else 0
+    # a database source's pushed-down date filter left these rows on the server: dropped all the same
+    after += sum(s.rows_after_as_of for s in sources)
+    outside += sum(s.rows_outside_window for s in sources)
     kept_days = days.filter((pl.col("date") <= as_of) & ((pl.col("date") > start) if start else pl.lit(True)))
     repeats = int(src_stats["repeats"].sum()) if across_repeats is None else across_repeats
     # dedupe = true is the user's decision: the dropped rows are counted in the record, not warned about
@@ -473,6 +477,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         "rows_zero_amount": int(kept_days["zeros"].sum()),
         "amounts_rounded": rounded,
     }
+    counts["rows_read"] += sum(s.rows_filtered for s in sources)  # read on the server, not sent
     src_records = [
         {"path": s.name, "bytes": s.size, "format": s.kind, "encoding": s.encoding if s.kind == "csv" else None,
          "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),

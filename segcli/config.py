@@ -13,7 +13,7 @@ import itertools
 import json
 import tomllib
 import zoneinfo
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,9 @@ SERVICE_FIELDS = (
     "channel",
     "goodwill_limit",
 )
+# goodwill as a share of the customer's own avg_order_value, within [min, max] (0 = fixed)
+GOODWILL_FIELDS = ("goodwill_share", "goodwill_min", "goodwill_max")
+GOODWILL_SHARE_MAX = 10.0
 TIER_METHODS = ("pareto", "cluster", "rule", "threshold")
 GROUP_METRICS = ("r_score", "f_score", "m_score", "recency_days", "frequency", "monetary", "avg_order_value")
 OPS = ("<", "<=", ">", ">=", "==")
@@ -115,6 +118,19 @@ class ParetoConfig:
 
 
 @dataclass(frozen=True)
+class LifecycleConfig:
+    """``[tiers.lifecycle]``: slow, visible demotion (SPEC §4); 0 days = off."""
+
+    grace_days: int = 0
+    min_tenure_days: int = 0
+    warn_days: int = 30
+
+    @property
+    def active(self) -> bool:
+        return bool(self.grace_days or self.min_tenure_days)
+
+
+@dataclass(frozen=True)
 class TierConfig:
     method: str
     active_days: int
@@ -126,6 +142,7 @@ class TierConfig:
     rule: str
     threshold: float
     top_clusters: int
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
 
 
 @dataclass(frozen=True)
@@ -151,6 +168,9 @@ class ServiceTerms:
     update_interval_hours: int
     channel: str
     goodwill_limit: float
+    goodwill_share: float = 0.0  # > 0: goodwill = share x avg_order_value, within min..max
+    goodwill_min: float = 0.0
+    goodwill_max: float = 0.0  # 0 = no upper bound
 
 
 @dataclass(frozen=True)
@@ -317,9 +337,10 @@ def segment_of(rules: tuple[SegmentRule, ...], r: int, f: int, m: int) -> str:
 def _terms(rd: _Reader, dotted: str, node: dict[str, Any], base: ServiceTerms | None) -> ServiceTerms:
     if not isinstance(node, dict):
         raise rd.fail(dotted, "expected a table of service terms")
-    unknown = sorted(set(node) - set(SERVICE_FIELDS))
+    unknown = sorted(set(node) - set(SERVICE_FIELDS) - set(GOODWILL_FIELDS))
     if unknown:
-        raise rd.fail(f"{dotted}.{unknown[0]}", f"unknown service term; known: {', '.join(SERVICE_FIELDS)}")
+        raise rd.fail(f"{dotted}.{unknown[0]}",
+                      f"unknown service term; known: {', '.join(SERVICE_FIELDS + GOODWILL_FIELDS)}")
     values: dict[str, Any] = {} if base is None else dict(base.__dict__)
     for name in SERVICE_FIELDS:
         if name not in node:
@@ -337,7 +358,16 @@ def _terms(rd: _Reader, dotted: str, node: dict[str, Any], base: ServiceTerms | 
             values[name] = rd.typed(key, int, node[name])
             if values[name] <= 0:
                 raise rd.fail(key, "must be positive")
-    return ServiceTerms(**values)
+    for name in GOODWILL_FIELDS:  # optional: fixed goodwill unless goodwill_share > 0
+        if name in node:
+            values[name] = float(rd.typed(f"{dotted}.{name}", (int, float), node[name]))
+            if not 0 <= values[name] <= (GOODWILL_SHARE_MAX if name == "goodwill_share" else float("inf")):
+                raise rd.fail(f"{dotted}.{name}", f"{values[name]} must lie in 0.."
+                              + (f"{GOODWILL_SHARE_MAX:g}" if name == "goodwill_share" else ""))
+    terms = ServiceTerms(**values)
+    if terms.goodwill_max and terms.goodwill_max < terms.goodwill_min:
+        raise rd.fail(f"{dotted}.goodwill_max", f"{terms.goodwill_max} is below goodwill_min {terms.goodwill_min}")
+    return terms
 
 
 def _check_date_formats(rd: _Reader, formats: tuple[str, ...]) -> None:
@@ -455,6 +485,8 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         rule=rd.str_("tiers.rule"),
         threshold=float(rd.typed("tiers.threshold", (int, float))),
         top_clusters=rd.int_("tiers.top_clusters", 0, 50),
+        lifecycle=LifecycleConfig(*(rd.int_(f"tiers.lifecycle.{k}", 0, 3660)  # days; 0 = off
+                                    for k in ("grace_days", "min_tenure_days", "warn_days"))),
     )
     if tiers.method == "rule":
         if not tiers.rule.strip():

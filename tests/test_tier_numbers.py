@@ -165,7 +165,9 @@ REASON_ROWS = [
     ("I1", "2024-12-01", "200.00", "i1"),          # A but 61 days ago        -> inactive
     ("V2", "2025-01-30", "150.00", "v2"),          # A (700 before it < 708)  -> zhixin pareto_head
     ("S1", "2025-01-25", "20.00", "s1"),           # not A                    -> below_head
-    ("S2", "2025-01-25", "10.00", "s2"),           # not A                    -> below_head
+    ("S2", "2025-01-25", "5.00", "s2"),            # not A                    -> below_head
+    ("S2", "2025-01-25", "5.00", "s2b"),           #   two orders: S2 alone holds the best F (the
+                                                   #   others' single order does not get f = 5)
     ("N1", "2024-11-01", "30.00", "n1"),           # purchase, then a bigger return, and inactive:
     ("N1", "2025-01-10", "-50.00", "n2"),          #   non_positive_revenue comes first
     ("R1", "2025-01-15", "-5.00", "r1"),           # only a return: no_purchase comes first
@@ -294,7 +296,7 @@ def test_printed_tier_summary_matches_independent_figures(reason_run):
         assert row["mean_monetary"] == pytest.approx(revenue / len(members))
     assert doc["customers"] == 9 and doc["as_of"] == "2025-01-31"
     rows = doc["rows"]
-    assert (rows["rows_read"], rows["rows_used"], rows["rows_after_as_of"]) == (10, 10, 0)
+    assert (rows["rows_read"], rows["rows_used"], rows["rows_after_as_of"]) == (11, 11, 0)
     assert (rows["rows_returns"], rows["rows_zero_amount"]) == (2, 1)
     # zhixin: V1 + V2 = 650 of 860 net revenue (N1 -20, R1 -5 count in the total)
     assert tiers["zhixin"]["revenue"] == 650.0 and total == 860.0
@@ -345,7 +347,8 @@ def test_random_tiers_match_reference(tmp_path, capacity, active_days):
 def test_repeated_group_names_are_numbered_in_revenue_order(tmp_path):
     """Three distinct VIPs -> three one-customer groups. Tier median avg_order_value = 200:
     300 and 200 are both big-ticket (the second becomes vip_big_ticket_2), 150 is core;
-    all recent (r >= 4) and single-order (f = 1), so no lapsing/loyal name applies."""
+    all recent (r >= 4) and single-order (f = 3, the middle score of an all-equal column), so
+    no lapsing/loyal name applies."""
     rows = [("g300", "2025-01-30", "300", "a"), ("g200", "2025-01-29", "200", "b"), ("g150", "2025-01-28", "150", "c")]
     rows += [(f"s{i}", "2025-01-10", "1", f"s{i}") for i in range(7)]
     src = write_csv(tmp_path / "tx.csv", rows)
@@ -353,7 +356,8 @@ def test_repeated_group_names_are_numbered_in_revenue_order(tmp_path):
     df, _ = run_segment(tmp_path, src, config=cfg)
     check_invariants(df)
     scores = reference_scores(reference_features(rows))
-    assert all(scores[c][0] >= 4 and scores[c][1] == 1 for c in ("g300", "g200", "g150"))
+    # everyone bought once: F says nothing, every customer gets the middle score 3 (SPEC §3)
+    assert all(scores[c][0] >= 4 and scores[c][1] == 3 for c in ("g300", "g200", "g150"))
     groups = {c: g for c, g in zip(df["customer_id"], df["vip_group"]) if g is not None}
     assert groups == {"g300": "vip_big_ticket", "g200": "vip_big_ticket_2", "g150": "vip_core"}
     terms = {r["customer_id"]: r["goodwill_limit"] for r in df.iter_rows(named=True)}

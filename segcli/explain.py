@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
@@ -183,7 +184,11 @@ def monetary_to_reach(run: _Run, customer_id: str, share: float) -> float | None
 
 
 def _money(x: float | None) -> str:
-    return "—" if x is None else f"{x:,.2f}"
+    """Money with two places, or as many as the value has (190.0001 is not 190.00)."""
+    if x is None:
+        return "—"
+    places = -int(Decimal(repr(float(x))).as_tuple().exponent)
+    return f"{x:,.{max(2, min(places, 8))}f}"
 
 
 def _limit_words(d: dict[str, Any]) -> str:

@@ -519,3 +519,26 @@ def test_a_column_without_spread_gets_the_middle_score(tmp_path):
     src = write_csv(tmp_path / "same.csv", rows)
     df, _ = run_rfm(tmp_path, src)
     assert set(df["rfm_code"]) == {"333"} and set(df["rfm_segment"]) == {"need_attention"}
+
+
+def test_score_cut_points_are_recorded_and_shown_under_the_segment_summary(tmp_path):
+    """The run record holds, for each score, every bin's customers and value range; they equal
+    the file's own ranges, and `summary --by rfm_segment` prints them under the segments."""
+    src = write_csv(tmp_path / "tx.csv", _random_rows(7, 2000))
+    df, _ = run_rfm(tmp_path, src, config=write_config(tmp_path / "k3.toml", "[cluster]\nk = 3\n"))
+    meta = json.loads(pq.read_metadata(tmp_path / "rfm.parquet").metadata[b"segcli"])
+    assert meta["schema_version"] == 1  # the rfm file's columns did not change
+    for score, value in (("r_score", "recency_days"), ("f_score", "frequency"), ("m_score", "monetary")):
+        recorded = meta["model"]["scores"][score]
+        assert recorded["value"] == value and [b["score"] for b in recorded["bins"]] == [1, 2, 3, 4, 5]
+        for b in recorded["bins"]:
+            part = df.filter(pl.col(score) == b["score"])
+            assert b["customers"] == part.height
+            assert (b["min"], b["max"]) == (part[value].min(), part[value].max()), (score, b)
+    text = invoke(["summary", tmp_path / "rfm.parquet", "--by", "rfm_segment"]).stdout
+    cuts = text.split("score cut points (run record)")[1]
+    r5 = next(b for b in meta["model"]["scores"]["r_score"]["bins"] if b["score"] == 5)
+    first_row = [line for line in cuts.splitlines() if line.startswith("5 ")][0]
+    lo, hi = f"{r5['min']:,}", f"{r5['max']:,}"
+    assert first_row.split()[1] == (lo if lo == hi else f"{lo}–{hi}")  # score 5: the most recent
+    assert "score cut points" not in invoke(["summary", tmp_path / "rfm.parquet", "--by", "rfm_segment", "--json"]).stdout

@@ -362,3 +362,65 @@ def test_repeated_group_names_are_numbered_in_revenue_order(tmp_path):
     assert groups == {"g300": "vip_big_ticket", "g200": "vip_big_ticket_2", "g150": "vip_core"}
     terms = {r["customer_id"]: r["goodwill_limit"] for r in df.iter_rows(named=True)}
     assert terms["g300"] == 1000.0 and terms["g150"] == 500.0
+
+
+# --------------------------------------------------------------------------- goodwill that fits (issue 14)
+
+GOODWILL_CONFIG = """
+[tiers]
+method = "threshold"
+threshold = 400
+max_share = 0.5
+
+[vip_groups]
+k = 1                     # one group, named by rules that never hold: the fallback vip_core
+
+[[vip_groups.names]]
+name = "vip_lapsing"
+metric = "r_score"
+op = "<"
+value = 0
+
+[[vip_groups.names]]
+name = "vip_big_ticket"
+metric = "avg_order_value"
+op = ">"
+value = 1e12
+
+[service.yuxin]
+goodwill_share = 0.2
+goodwill_min = 5.0
+goodwill_max = 50.0
+
+[service.zhixin]
+goodwill_share = 0.5
+goodwill_min = 20.0
+goodwill_max = 500.0
+
+[service.groups.vip_core]
+goodwill_max = 1000.0
+"""
+
+
+def test_goodwill_as_a_share_of_the_customers_own_order_value_within_bounds(tmp_path):
+    """VIP (vip_core): 50% of avg_order_value within 20..1000 (the group raises the tier's 500);
+    standard: 20% within 5..50; without purchase: the minimum. Worked by hand."""
+    rows = [("G1", "2025-01-20", "3000", "g1"),                                        # 1,500 -> 1,000
+            ("G2", "2025-01-21", "400", "g2a"), ("G2", "2025-01-22", "433.33", "g2b"),  # aov 416.665 -> 208.3325
+            *[("G3", f"2025-01-{d:02d}", "35", f"g3-{d}") for d in range(1, 13)],      # aov 35 -> 17.5 -> 20
+            ("S1", "2025-01-10", "60", "s1"),                                           # 12
+            ("S2", "2025-01-10", "10", "s2"),                                           # 2 -> 5
+            ("S3", "2025-01-10", "300", "s3"),                                          # 60 -> 50
+            ("R1", "2025-01-15", "-5", "r1")]                                           # no purchase -> 5
+    src = write_csv(tmp_path / "tx.csv", rows)
+    df, _ = run_segment(tmp_path, src, config=write_config(tmp_path / "c.toml", GOODWILL_CONFIG))
+    got = {r["customer_id"]: (r["tier"], r["vip_group"], r["goodwill_limit"]) for r in df.iter_rows(named=True)}
+    assert got == {"G1": ("zhixin", "vip_core", 1000.0), "G2": ("zhixin", "vip_core", 208.3325),
+                   "G3": ("zhixin", "vip_core", 20.0), "S1": ("yuxin", None, 12.0), "S2": ("yuxin", None, 5.0),
+                   "S3": ("yuxin", None, 50.0), "R1": ("yuxin", None, 5.0)}
+
+
+def test_fixed_goodwill_stays_the_default(tmp_path):
+    src = write_csv(tmp_path / "tx.csv", TIE_ROWS)
+    df, _ = run_segment(tmp_path, src)
+    assert set(zip(df["tier"], df["goodwill_limit"])) <= {("zhixin", 500.0), ("zhixin", 1000.0), ("yuxin", 50.0)}

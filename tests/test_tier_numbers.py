@@ -14,10 +14,10 @@ import polars as pl
 import pytest
 
 try:
-    from helpers_numbers import (minor, reference_features, reference_pareto, reference_scores, run_segment,
+    from helpers_numbers import (invoke, minor, reference_features, reference_pareto, reference_scores, run_segment,
                                  write_config, write_csv)
 except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import (minor, reference_features, reference_pareto, reference_scores,
+    from tests.helpers_numbers import (invoke, minor, reference_features, reference_pareto, reference_scores,
                                        run_segment, write_config, write_csv)
 
 YUXIN_REASONS = {"departed", "no_purchase", "non_positive_revenue", "inactive", "below_head", "capacity_cut"}
@@ -418,6 +418,14 @@ def test_goodwill_as_a_share_of_the_customers_own_order_value_within_bounds(tmp_
     assert got == {"G1": ("zhixin", "vip_core", 1000.0), "G2": ("zhixin", "vip_core", 208.3325),
                    "G3": ("zhixin", "vip_core", 20.0), "S1": ("yuxin", None, 12.0), "S2": ("yuxin", None, 5.0),
                    "S3": ("yuxin", None, 50.0), "R1": ("yuxin", None, 5.0)}
+    # the export's policy gives the range per tier and group, not one row per amount
+    invoke(["export", tmp_path / "assignments.parquet", "--profile", "generic", "-o", tmp_path / "crm", "-q"])
+    policy = json.loads((tmp_path / "crm" / "policy.json").read_text(encoding="utf-8"))
+    groups = {(t["tier"], g["vip_group"]): g for t in policy["tiers"] for g in t["groups"]}
+    assert sorted(groups) == [("yuxin", None), ("zhixin", "vip_core")]
+    assert (groups[("zhixin", "vip_core")]["goodwill_limit"], groups[("zhixin", "vip_core")]["goodwill_limit_max"]) == (
+        20.0, 1000.0)
+    assert "| 20.00–1,000.00 (by customer) |" in (tmp_path / "crm" / "policy.md").read_text(encoding="utf-8")
 
 
 def test_fixed_goodwill_stays_the_default(tmp_path):

@@ -14,6 +14,7 @@ import polars as pl
 
 from segcli.clusters import ClusterModel, cluster_customers
 from segcli.config import GOODWILL_FIELDS, Config, GroupNameRule, ServiceConfig, ServiceTerms, TierConfig
+from segcli.errors import InputDataError
 from segcli.rules import parse_rule
 from segcli.schema import RULE_COLUMNS
 
@@ -187,7 +188,13 @@ def _date(df: pl.DataFrame, col: str) -> pl.Expr:
 def previous_state(previous: pl.DataFrame) -> pl.DataFrame:
     """PREV's rows as the lifecycle reads them, from a file of schema version 1 or 2: the
     tier (``previous_tier``), its ``tier_since`` (PREV's as-of in version 1, which has no
-    such column), ``grace_until`` (none in version 1), and whether the row was ``departed``."""
+    such column), ``grace_until`` (none in version 1), and whether the row was ``departed``.
+
+    Raises :class:`InputDataError` when a customer appears twice (not a segcli file)."""
+    repeated = previous["customer_id"].is_duplicated().sum()
+    if repeated:
+        raise InputDataError(f"--previous: {repeated} rows repeat a customer id: not an assignments file segcli wrote",
+                             [f"e.g. {previous.filter(pl.col('customer_id').is_duplicated())['customer_id'][0]!r}"])
     return previous.select(
         pl.col("customer_id").cast(pl.String),
         previous_tier=pl.col("tier").cast(pl.String),

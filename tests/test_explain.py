@@ -156,6 +156,19 @@ def test_kept_by_hysteresis_names_the_keep_band(tmp_path):
     assert got["C"]["keep_share"] == 0.95 and got["C"]["cum_share"] == row(runs[1][2], "C")["cum_share"]
 
 
+def test_threshold_selection_states_the_threshold_and_the_seat(tmp_path):
+    """method = threshold (300): G1 600 and G2 300 are selected, S1 250 needs 50 more."""
+    rows = [("G1", "2025-01-20", "600", "g1"), ("G2", "2025-01-21", "300", "g2"), ("S1", "2025-01-22", "250", "s1"),
+            *[(f"s{i}", "2025-01-05", "10", f"s{i}") for i in range(5)]]
+    cfg = write_config(tmp_path / "c.toml", '[tiers]\nmethod = "threshold"\nthreshold = 300\nmax_share = 0.5\n')
+    _, meta, path = segment_run(tmp_path, write_csv(tmp_path / "tx.csv", rows), M1, cfg)
+    got = figures(path, "G1", "G2", "S1")
+    assert got["G2"]["reason"] == "selected_by_threshold" and (got["G2"]["rank"], got["G2"]["limit"]) == (2, 4)
+    assert got["G1"]["rank"] == 1 and meta["decision"]["limit"] == 4
+    assert got["S1"]["reason"] == "below_head"
+    assert (got["S1"]["threshold"], got["S1"]["more_needed"]) == (300.0, 50.0)
+
+
 # --------------------------------------------------------------------------- the command
 
 

@@ -191,6 +191,16 @@ def test_a_version_1_previous_file_counts_tier_since_from_its_as_of(grace_runs, 
     assert meta["schema_version"] == 2
 
 
+def test_a_previous_file_repeating_a_customer_is_a_data_error(grace_runs, tmp_path):
+    df, meta, _ = grace_runs[0]
+    bad = str(tmp_path / "twice.parquet")
+    write_table(pl.concat([df, df.head(1)]), bad, meta=meta)
+    src = write_csv(tmp_path / "tx.csv", GRACE_ROWS)
+    result = invoke(["segment", src, "--as-of", M2.isoformat(), "--previous", bad, "-o", tmp_path / "o.parquet"],
+                    ok=False)
+    assert result.exit_code == 65 and "repeat a customer id" in result.stderr and "'A'" in result.stderr
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
 def test_chains_through_csv_and_jsonl_give_the_parquet_chain(grace_runs, tmp_path, suffix):
     runs = chain(tmp_path, GRACE_ROWS, GRACE_CONFIG, suffix=suffix)

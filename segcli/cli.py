@@ -28,6 +28,7 @@ from segcli.config import ROLES, Config, config_from_dict, default_config_text, 
 from segcli.diff import TO_FIELDS as DIFF_TO_FIELDS
 from segcli.diff import TierDiff, change_count_map, change_counts, change_lists, check_run_order, departed_terms, run_as_of, tier_diff
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
+from segcli.explain import cut_points_table, decision_text, explain, render_explanations
 from segcli.io import check_output_path, read_assignments, write_table, write_text
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods, lifetimes_record
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
@@ -62,6 +63,7 @@ class Grouping(str, Enum):
     vip_group = "vip_group"
     rfm_segment = "rfm_segment"
     cluster = "cluster"
+    reason = "reason"
 
 
 class Style(str, Enum):
@@ -350,7 +352,8 @@ def segment_cmd(
     if fmt == "json":
         doc = {"as_of": result.meta["as_of"], "customers": df.height - gone, "departed": gone, "rows": result.meta["rows"],
                "output": output, "pareto": concentration_document(conc), "tiers": to_records(summary),
-               "vip_groups": to_records(summarize(df, "vip_group")), "model": result.meta["model"]["cluster"]}
+               "vip_groups": to_records(summarize(df, "vip_group")), "model": result.meta["model"]["cluster"],
+               "decision": result.meta.get("decision")}
         sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
         return
     text = render(summary, fmt)
@@ -362,7 +365,7 @@ def segment_cmd(
                 + (f" (and {gone:,} departed, written as yuxin)" if gone else "") + "\n"
                 f"{headline(conc, cfg.pareto.head_share)}\n"
                 f"clusters: k={model['cluster']['k']}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
-                + (f"; VIP groups: {groups}" if groups else "") + f"\n\n{text}")
+                + (f"; VIP groups: {groups}" if groups else "") + f"\n{decision_text(result.meta)}\n\n{text}")
     _emit(text, to_stderr=(output == "-"))
 
 
@@ -471,7 +474,7 @@ def pareto_cmd(
 @handle_errors
 def summary_cmd(
     assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment.", show_default=False)],
-    by: Annotated[Grouping, typer.Option("--by", help="Group by tier, vip_group, rfm_segment or cluster.")] = Grouping.tier,
+    by: Annotated[Grouping, typer.Option("--by", help="Group by tier, vip_group, rfm_segment (with the score cut points), cluster or reason.")] = Grouping.tier,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write the table to a file instead of stdout.", show_default=False)] = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -479,10 +482,14 @@ def summary_cmd(
 
     Example: segcli summary assignments.parquet --by vip_group --format github
     """
-    df, _meta = read_assignments(assignments)
+    df, meta = read_assignments(assignments)
     if by.value not in df.columns:
         raise InputDataError(f"{assignments}: no column {by.value!r} to group by")
-    text = render(summarize(df, by.value), _table_format(fmt, as_json))
+    fmt = _table_format(fmt, as_json)
+    text = render(summarize(df, by.value), fmt)
+    cuts = cut_points_table(meta) if by is Grouping.rfm_segment and fmt not in ("csv", "json") else None
+    if cuts is not None:
+        text += "\n" + render(cuts, fmt, title="score cut points (run record): the value range of each score")
     if output is not None:
         check_output_path(output, [assignments])
         write_text(text, output)
@@ -769,6 +776,27 @@ def report_cmd(
         progress.done()
     if not quiet:
         _err(f"segcli: wrote {', '.join(written)}")
+
+
+@app.command("explain")
+@handle_errors
+def explain_cmd(
+    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment.", show_default=False)],
+    customer_ids: Annotated[list[str], typer.Argument(help="The customers to explain.", show_default=False)],
+    as_json: JsonOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Why each customer has its tier: the rule, the figures it compared, the distance to the other tier.
+
+    Example: segcli explain assignments.parquet C000123 C004711 --json
+    """
+    result = explain(assignments, customer_ids)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_explanations(result))
+    if result.unknown:
+        raise InputDataError(f"{assignments}: no customer {', '.join(map(repr, result.unknown))}",
+                             [f"{len(result.explanations)} of {len(customer_ids)} customers explained"])
 
 
 def version_callback(value: bool) -> None:

@@ -31,12 +31,12 @@ from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, Column
                           unmapped_hints)
 from segcli import reading
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
-from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS
+from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS, RFM_SCHEMA_VERSION, SCHEMA_VERSION
 from segcli.rfm import (MONEY_PLACES, check_money_range, customer_features, money, money_columns, money_units, orders,
-                        score_rfm, with_recency)
-from segcli.tiers import YUXIN, ZHIXIN, assign_tiers, vip_groups, with_service_terms
+                        score_bins, score_rfm, with_recency)
+from segcli.tiers import (assign_tiers, departed_rows, previous_state, tier_decision, vip_groups, with_previous,
+                          with_service_terms)
 
-SCHEMA_VERSION = 1
 # Rows aggregated in one pass. Above it, customers are split into hash buckets aggregated one
 # after another: the order-level group-by state then grows with a bucket, not with the
 # export (at 100 million rows it would hold ~56 million orders at once).
@@ -690,10 +690,9 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     departed = pl.DataFrame()
     if previous is not None:
         _guard(previous, df, cfg, force, warnings)
-        prev_vip = previous.filter((pl.col("tier") == ZHIXIN) & (pl.col("reason") != "departed"))
-        df = df.with_columns(was_vip=pl.col("customer_id").is_in(prev_vip["customer_id"].implode()))
-        prev_ids = previous.filter(pl.col("reason") != "departed")["customer_id"]
-        departed = pl.DataFrame({"customer_id": prev_ids}).join(df.select("customer_id"), on="customer_id", how="anti")
+        state = previous_state(previous)  # schema version 1 or 2
+        df = with_previous(df, state)
+        departed = departed_rows(state, df, tx.as_of)
         if departed.height:
             ids = departed["customer_id"].sort().to_list()
             warnings.append(RunWarning("departed", f"{departed.height} customer{'s' if departed.height > 1 else ''} "
@@ -703,13 +702,13 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     # customers must not buy extra VIP seats (max_share stays a hard limit, issue 4)
     n_out = df.height
     progress("assigning tiers and VIP groups")
-    df = assign_tiers(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, scale=tx.scale)
+    df = assign_tiers(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, scale=tx.scale, as_of=tx.as_of)
+    decision = tier_decision(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, departed=departed.height)
     warnings = [inactive_note(w, df, cfg) if w.kind == "stale_export" else w for w in warnings]
     groups, group_info = vip_groups(df, cfg)
     df = df.with_columns(groups)
     if departed.height:
-        df = pl.concat([df, departed.with_columns(tier=pl.lit(YUXIN), reason=pl.lit("departed"),
-                                                  as_of=pl.lit(tx.as_of))], how="diagonal_relaxed")
+        df = pl.concat([df, departed], how="diagonal_relaxed")
     group_names = [str(g["vip_group"]) for g in group_info["groups"]]  # type: ignore[attr-defined]
     assigned = (with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels, scale=tx.scale,
                                    money=cfg.money)
@@ -717,7 +716,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     # rows are in customer-id order from customer_table on; only departed rows come after
     out = (assigned.sort("customer_id") if departed.height else assigned).collect()
     meta = run_record(cfg, tx, model, group_info, out, created_at,
-                      previous_meta=previous_meta if has_prev else None, warnings=warnings)
+                      previous_meta=previous_meta if has_prev else None, warnings=warnings, decision=decision)
     check_strict(warnings, cfg, inputs)
     return Segmentation(out.drop("monetary_minor"), meta, warnings, tx.rejects, conc)
 
@@ -839,8 +838,9 @@ def _guard(previous: pl.DataFrame, df: pl.DataFrame, cfg: Config, force: bool,
 def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: dict[str, Any],
                out: pl.DataFrame, created_at: dt.datetime | None,
                previous_meta: dict[str, Any] | None = None,
-               warnings: list[RunWarning] | None = None) -> dict[str, Any]:
-    """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``.
+               warnings: list[RunWarning] | None = None, decision: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``;
+    ``decision`` is :func:`segcli.tiers.tier_decision` of a segment run.
 
     A tier's revenue is summed from ``monetary_minor`` when ``out`` has it: exact, then
     rounded once (from the float column, large sums would carry its rounding)."""
@@ -864,7 +864,9 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
             "cluster": {"k": model.k, "silhouette": model.silhouette, "silhouette_by_k": model.scores,
                         "fitted_on": model.fitted_on, "centroids": model.centroids},
             "vip_groups": group_info,
+            "scores": score_bins(out, cfg.rfm.bins),  # each score's cut points
         },
+        **({"decision": decision, "candidates_cut": decision["capacity_cut"]} if decision is not None else {}),
         "previous": ({"as_of": previous_meta.get("as_of"), "config_hash": previous_meta.get("config_hash"),
                       "departed": out.filter(pl.col("reason") == "departed")["customer_id"].to_list()}
                      if previous_meta is not None else None),
@@ -905,4 +907,5 @@ def rfm_table(inputs: list[str], cfg: Config, *, progress: Callable[[str], None]
     out = df.lazy().pipe(output_money, tx.scale, cfg.money).select(RFM_COLUMNS).collect()
     meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")), None)
     meta.pop("tiers", None)
+    meta["schema_version"] = RFM_SCHEMA_VERSION
     return out, meta, tx.warnings, tx.rejects

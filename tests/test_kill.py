@@ -56,7 +56,7 @@ def test_sigkill_while_writing_keeps_the_previous_output_and_the_next_run_cleans
     # the previous output: the same bytes, readable, with its run record
     assert out.read_bytes() == before
     df, meta = read_assignments(str(out))
-    assert df.height == pl.read_csv(SAMPLE)["customer_id"].n_unique() and meta["schema_version"] == 1
+    assert df.height == pl.read_csv(SAMPLE)["customer_id"].n_unique() and meta["schema_version"] == 2
 
     # the next run removes the dead run's temporary file and writes a complete output
     again = _segcli("segment", str(SAMPLE), "-o", str(out), "-q")

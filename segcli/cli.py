@@ -7,6 +7,7 @@ details and its exit code; anything else is ``segcli: internal error`` (exit 1).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import polars as pl
 import tomli_w
@@ -26,7 +27,7 @@ from segcli import __version__
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, load_config
 from segcli.diff import change_counts, tier_diff
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
-from segcli.io import check_output_path, read_assignments, write_table, write_text
+from segcli.io import check_output_path, read_assignments, read_record, write_table, write_text, write_workbook
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods
 from segcli.plot import plot_format, write_plot
 from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
@@ -104,6 +105,19 @@ def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+# errors of a write the system refused, which are exit 73 wherever they surface
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EBADF}
+
+
+def _internal_error(exc: Exception, debug: bool | None) -> NoReturn:
+    _err(f"segcli: internal error: {type(exc).__name__}: {exc}")
+    if debug:
+        traceback.print_exc()
+    else:
+        _err("  run again with --debug for the traceback")
+    raise typer.Exit(1) from None
+
+
 def handle_errors(fn: F) -> F:
     """Map core errors to one ``segcli: error:`` line, details and the SPEC's exit code."""
 
@@ -120,13 +134,15 @@ def handle_errors(fn: F) -> F:
             raise
         except BrokenPipeError:
             raise
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                _internal_error(exc, kwargs.get("debug"))
+            # a write the system refused (disk full, /dev/full, read-only, closed stdout): exit 73
+            # file writes go through atomic_set (OutputError) or name their file: the rest is stdout
+            _err(f"segcli: error: cannot write {exc.filename or 'to standard output'}: {exc.strerror or exc}")
+            raise typer.Exit(OutputError.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into exit 1
-            _err(f"segcli: internal error: {type(exc).__name__}: {exc}")
-            if kwargs.get("debug"):
-                traceback.print_exc()
-            else:
-                _err("  run again with --debug for the traceback")
-            raise typer.Exit(1) from None
+            _internal_error(exc, kwargs.get("debug"))
 
     return wrapper  # type: ignore[return-value]
 
@@ -231,20 +247,14 @@ def _emit(text: str, *, to_stderr: bool) -> None:
 
 
 def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
-    """Write the rows --max-invalid let through beside the output; a rejects file left by an
-    earlier run is removed, so the one beside an output always belongs to it."""
-    if out is None:
+    """Where the rows --max-invalid let through were written: beside the output, in the same
+    set as it (``write_table``), so that a rejects file always belongs to its output."""
+    if out is None or rejects is None:
         return None
     if out == "-":
-        if rejects is not None:
-            _err(f"segcli: warning: {rejects.height} rejected rows not written (the output is stdout; use -o FILE)")
+        _err(f"segcli: warning: {rejects.height} rejected rows not written (the output is stdout; use -o FILE)")
         return None
-    path = Path(f"{out}.rejects.csv")
-    if rejects is None:
-        path.unlink(missing_ok=True)
-        return None
-    write_table(rejects, str(path), meta=None)
-    return str(path)
+    return f"{out}.rejects.csv"
 
 
 @app.command("segment")
@@ -286,7 +296,7 @@ def segment_cmd(
         if output is not None and output != "-":
             progress(f"writing {output}")
         if output is not None:
-            write_table(result.customers, output, meta=result.meta,
+            write_table(result.customers, output, meta=result.meta, rejects=result.rejects,
                         csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
             rejects = _write_rejects(result.rejects, output)
     finally:
@@ -361,7 +371,8 @@ def rfm_cmd(
             progress.done()
     _warn(warnings, cfg, quiet, inputs)
     if output is not None:
-        write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
+        write_table(df, output, meta=meta, rejects=rejects,
+                    csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding))
         _write_rejects(rejects, output)
         if output == "-":
             return
@@ -419,24 +430,41 @@ def pareto_cmd(
 @app.command("summary")
 @handle_errors
 def summary_cmd(
-    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment.", show_default=False)],
+    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment (any segcli output with --record).", show_default=False)],
     by: Annotated[Grouping, typer.Option("--by", help="Group by tier, vip_group, rfm_segment or cluster.")] = Grouping.tier,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the table to a file instead of stdout.", show_default=False)] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to a file, by extension: .csv, .json, .md, .xlsx (a workbook), else the table text.", show_default=False)] = None,
+    record: Annotated[bool, typer.Option("--record", help="Print the run record (JSON) of any file segcli wrote, instead of a table.")] = False,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Summary table of an assignments file: customers, revenue shares, recency, service terms.
 
     Example: segcli summary assignments.parquet --by vip_group --format github
     """
+    if output is not None:
+        check_output_path(output, [assignments])
+    if record:
+        meta = read_record(assignments)
+        if not meta:
+            raise InputDataError(f"{assignments}: no segcli run record (Parquet metadata key 'segcli' or "
+                                 f"{Path(assignments).name}.meta.json beside it)")
+        text = json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+        if output is not None:
+            write_text(text, output)
+        else:
+            sys.stdout.write(text)
+        return
     df, _meta = read_assignments(assignments)
     if by.value not in df.columns:
         raise InputDataError(f"{assignments}: no column {by.value!r} to group by")
-    text = render(summarize(df, by.value), _table_format(fmt, as_json))
-    if output is not None:
-        check_output_path(output, [assignments])
-        write_text(text, output)
+    table = summarize(df, by.value)
+    if output is None:
+        sys.stdout.write(render(table, _table_format(fmt, as_json)))
+    elif Path(output).suffix.lower() == ".xlsx":
+        write_workbook(table, output, sheet=f"by {by.value}")
     else:
-        sys.stdout.write(text)
+        # SPEC §2: the extension decides; --format only for other names (.txt, ...)
+        kind = {".csv": "csv", ".json": "json", ".md": "github"}.get(Path(output).suffix.lower())
+        write_text(render(table, kind or _table_format(fmt, as_json)), output)
 
 
 LIST_ROWS = 20

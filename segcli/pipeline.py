@@ -24,7 +24,8 @@ from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
 from segcli.errors import InputDataError, RunWarning, SegcliError, UsageError
 from segcli.io import (Source, check_utf8, count_ragged, expand_inputs, header_width, open_source, physical_lines,
-                       quote_problem, ragged_lines, read_columns, scan_source, scratch_dir)
+                       quote_problem, ragged_lines, read_columns, scan_source, scratch_dir, disk_error,
+                       scratch_error)
 from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, amount_hits, canonical,
                           date_hits, formats_for, invalid_expr, plain_amounts, resolve_columns)
 from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
@@ -258,10 +259,12 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             stats, agg = pl.collect_all([query, aggregate(kept)])
             return canon, parsed, stats, agg
         except pl.exceptions.PolarsError as exc:
+            if parts > 1 and disk_error(exc):  # the bucket spill did not fit in TMPDIR: exit 73
+                raise scratch_error(OSError(str(exc).splitlines()[0]), scratch_dir().parent,
+                                    sum(s.size for s in sources)) from None
             raise _polars_error(exc, sources) from None
         except OSError as exc:
-            raise SegcliError(f"cannot write temporary files to {scratch_dir()}: {exc.strerror or exc}",
-                              ["set TMPDIR to a folder with room for about the size of the input"]) from None
+            raise scratch_error(exc, scratch_dir().parent, sum(s.size for s in sources)) from None
 
     canon, parsed, groups, aggregated = stats_pass(plans)
     # Dates or amounts the sampled plan left unparsed: does another configured format, or the

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
+import shutil
 import tempfile
 import os
 from dataclasses import dataclass, field
@@ -259,12 +260,11 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             stats, agg = pl.collect_all([query, aggregate(kept)])
             return canon, parsed, stats, agg
         except pl.exceptions.PolarsError as exc:
-            if parts > 1 and disk_error(exc):  # the bucket spill did not fit in TMPDIR: exit 73
-                raise scratch_error(OSError(str(exc).splitlines()[0]), scratch_dir().parent,
-                                    sum(s.size for s in sources)) from None
+            if parts > 1 and disk_error(exc):
+                raise _spill_error(exc, sources) from None
             raise _polars_error(exc, sources) from None
         except OSError as exc:
-            raise scratch_error(exc, scratch_dir().parent, sum(s.size for s in sources)) from None
+            raise _spill_error(exc, sources) from None
 
     canon, parsed, groups, aggregated = stats_pass(plans)
     # Dates or amounts the sampled plan left unparsed: does another configured format, or the
@@ -441,6 +441,15 @@ def bucket_expr(parts: int) -> pl.Expr:
 
 # the columns the aggregation reads (and the checks of analysed_rows)
 SPILLED = ("customer_id", "order_key", "ts", "amount_minor")
+
+
+def _spill_error(exc: Exception, sources: list[Source]) -> SegcliError:
+    """The bucket spill did not fit in TMPDIR: exit 73 naming the folder and the room needed
+    (about the input's size), the free space measured once the partial spill is gone."""
+    for spill in scratch_dir().glob("buckets-*"):
+        shutil.rmtree(spill, ignore_errors=True)
+    reason = exc if isinstance(exc, OSError) else OSError(str(exc).splitlines()[0].split("IO error: ")[-1])
+    return scratch_error(reason, scratch_dir().parent, sum(s.size for s in sources))
 
 
 def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:

@@ -256,8 +256,8 @@ def test_disk_filling_between_csv_and_its_meta_json_changes_nothing(tmp_path: Pa
 
     run = segcli("segment", str(SAMPLE), "-o", str(out), "-q")
     assert run.returncode == 73, run.stderr
-    assert one_error_line(run.stderr).startswith(f"segcli: error: cannot write {out}: No space left on device")
     assert {p.name: p.read_bytes() for p in disk.iterdir()} == before  # out.csv and its record unchanged
+    assert one_error_line(run.stderr).startswith(f"segcli: error: cannot write {out}: No space left on device")
 
 
 def test_disk_full_while_spilling_buckets_to_tmpdir_is_exit_73_naming_the_folder(

@@ -120,6 +120,9 @@ def main() -> None:
         code = 0
     except SystemExit as exc:
         code = _exit_code(exc)
+    except OSError as exc:  # help or usage text refused by a closed or full standard output
+        sys.stderr.write(f"segcli: error: cannot write to standard output: {exc.strerror or exc}\n")
+        code = OUTPUT_ERROR
     _finish(code)
 
 

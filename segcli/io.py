@@ -774,7 +774,9 @@ def write_table(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, csv_
     record = dict(meta) if meta is not None else None
     reject_path = final.with_name(final.name + ".rejects.csv")
     side = final.with_name(final.name + ".meta.json")
-    finals = ([reject_path] if rejects is not None else []) + ([side] if kind != "parquet" and record is not None else []) + [final]
+    sidecars = [reject_path] if rejects is not None else []
+    sidecars += [side] if kind != "parquet" and meta is not None else []
+    finals = [*sidecars, final]  # renamed in this order: the output last
     # an old run's rejects file does not belong to this output (commands without a record write none)
     stale = (reject_path,) if rejects is None and meta is not None else ()
     with atomic_set(finals, remove=stale) as temps:
@@ -835,7 +837,7 @@ def _check_sidecar(path: Path, side: Path, meta: dict[str, Any]) -> None:
     want = meta.get("output")
     if not isinstance(want, dict) or "sha256" not in want:
         return
-    have = {"bytes": path.stat().st_size}
+    have: dict[str, Any] = {"bytes": path.stat().st_size}
     if have["bytes"] == want.get("bytes"):
         have = file_digest(path)
     if have.get("sha256") != want["sha256"]:

@@ -213,7 +213,8 @@ def test_read_only_output_folder_is_exit_73_before_any_work(tmp_path: Path, moun
     ro = mounts("ro", read_only_of=real)
     run = segcli("segment", str(SAMPLE), "-o", str(ro / "out.parquet"), "-q")
     assert run.returncode == 73
-    assert one_error_line(run.stderr) == f"segcli: error: cannot write {ro / 'out.parquet'}: folder {ro} is on a read-only file system"
+    assert one_error_line(run.stderr) == (f"segcli: error: cannot write {ro / 'out.parquet'}: "
+                                          f"folder {ro} is on a read-only file system")
     assert (real / "out.parquet").read_bytes() == b"last month's file"
     assert sorted(p.name for p in real.iterdir()) == ["out.parquet"]
 

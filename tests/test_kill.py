@@ -134,7 +134,8 @@ def test_kill_between_the_renames_of_an_output_set_is_detected(tmp_path: Path, k
         assert record.returncode == 65
         assert record.stderr.startswith(f"segcli: error: {out}.meta.json: this run record does not belong to {out}")
         again = subprocess.run([sys.executable, "-m", "segcli", "segment", str(export), "--max-invalid", "1",
-                                "--previous", str(out), "-o", str(tmp_path / "next.csv")], capture_output=True, text=True)
+                                "--previous", str(out), "-o", str(tmp_path / "next.csv")],
+                               capture_output=True, text=True)
         assert again.returncode == 65 and "does not belong" in again.stderr
 
     # the next run clears the killed run's temporary files and writes a consistent set

@@ -113,6 +113,11 @@ def main() -> None:
     _install_sigterm()
     if sys.stdout is None:
         sys.stdout = _ClosedStdout()
+        # hold descriptor 1 on /dev/null, so that no file segcli opens (an output's temporary
+        # file) becomes descriptor 1, where a native library's stray print would land
+        with contextlib.suppress(OSError):
+            if (fd := os.open(os.devnull, os.O_WRONLY)) != 1:
+                os.close(fd)
     from segcli.cli import app
 
     try:

@@ -534,6 +534,8 @@ def count_ragged(src: Source, columns: int) -> tuple[int, int]:
         return "skip"
 
     names = [f"c{i}" for i in range(columns)]
+    # Arrow's threads may release ``on_bad`` after this returns; doing so during interpreter
+    # shutdown aborted the process (SIGABRT), hence the exit through os._exit in __main__.
     try:
         reader = pacsv.open_csv(
             src.path,

@@ -7,6 +7,7 @@ details and its exit code; anything else is ``segcli: internal error`` (exit 1).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -16,7 +17,7 @@ import traceback
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import polars as pl
 import tomli_w
@@ -29,7 +30,7 @@ from segcli.diff import TO_FIELDS as DIFF_TO_FIELDS
 from segcli.diff import TierDiff, change_count_map, change_counts, change_lists, check_run_order, departed_terms, run_as_of, tier_diff
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.explain import cut_points_table, decision_text, explain, render_explanations
-from segcli.io import check_output_path, read_assignments, write_table, write_text
+from segcli.io import check_output_path, read_assignments, read_record, write_table, write_text, write_workbook
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods, lifetimes_record
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.postgres import command_line_inputs, command_line_output, is_database, write_rejects_table
@@ -142,6 +143,19 @@ def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+# errors of a write the system refused, which are exit 73 wherever they surface
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EBADF}
+
+
+def _internal_error(exc: Exception, debug: bool | None) -> NoReturn:
+    _err(f"segcli: internal error: {type(exc).__name__}: {exc}")
+    if debug:
+        traceback.print_exc()
+    else:
+        _err("  run again with --debug for the traceback")
+    raise typer.Exit(1) from None
+
+
 def handle_errors(fn: F) -> F:
     """Map core errors to one ``segcli: error:`` line, details and the SPEC's exit code."""
 
@@ -158,13 +172,15 @@ def handle_errors(fn: F) -> F:
             raise
         except BrokenPipeError:
             raise
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                _internal_error(exc, kwargs.get("debug"))
+            # a write the system refused (disk full, /dev/full, read-only, closed stdout): exit 73
+            # file writes go through atomic_set (OutputError) or name their file: the rest is stdout
+            _err(f"segcli: error: cannot write {exc.filename or 'to standard output'}: {exc.strerror or exc}")
+            raise typer.Exit(OutputError.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into exit 1
-            _err(f"segcli: internal error: {type(exc).__name__}: {exc}")
-            if kwargs.get("debug"):
-                traceback.print_exc()
-            else:
-                _err("  run again with --debug for the traceback")
-            raise typer.Exit(1) from None
+            _internal_error(exc, kwargs.get("debug"))
 
     return wrapper  # type: ignore[return-value]
 
@@ -276,20 +292,16 @@ def _emit(text: str, *, to_stderr: bool) -> None:
 
 
 def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
-    """Write the rows --max-invalid let through beside the output; a rejects file left by an
-    earlier run is removed, so the one beside an output always belongs to it."""
-    if out is None:
-        return None
-    if is_database(out):  # a table beside the output table: <table>_rejects (dropped when none)
+    """Where the rows --max-invalid let through were written: beside the output, in the same
+    set as it (``write_table``), so that a rejects file always belongs to its output; for a
+    database output, the table ``<table>_rejects`` (dropped when there are none)."""
+    if out is not None and is_database(out):
         return write_rejects_table(rejects, out)
+    if out is None or rejects is None:
+        return None
     if out == "-":  # the invalid_rows warning said they are not written (_rejects_where)
         return None
-    path = Path(f"{out}.rejects.csv")
-    if rejects is None:
-        path.unlink(missing_ok=True)
-        return None
-    write_table(rejects, str(path), meta=None)
-    return str(path)
+    return f"{out}.rejects.csv"
 
 
 @app.command("segment", cls=SegcliCommand)
@@ -333,7 +345,7 @@ def segment_cmd(
         if output is not None and output != "-":
             progress(f"writing {output}")
         if output is not None:
-            write_table(result.customers, output, meta=result.meta,
+            write_table(result.customers, output, meta=result.meta, rejects=result.rejects,
                         csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding), mode=mode.value)
             rejects = _write_rejects(result.rejects, output)
     finally:
@@ -411,8 +423,8 @@ def rfm_cmd(
             progress.done()
     _warn(_rejects_where(warnings, output), cfg, quiet, inputs)
     if output is not None:
-        write_table(df, output, meta=meta, csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding),
-                    mode=mode.value)
+        write_table(df, output, meta=meta, rejects=rejects,
+                    csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding), mode=mode.value)
         _write_rejects(rejects, output)
         if output == "-":
             return
@@ -473,28 +485,47 @@ def pareto_cmd(
 @app.command("summary", cls=SegcliCommand)
 @handle_errors
 def summary_cmd(
-    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment.", show_default=False)],
+    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment (any segcli output with --record).", show_default=False)],
     by: Annotated[Grouping, typer.Option("--by", help="Group by tier, vip_group, rfm_segment (with the score cut points), cluster or reason.")] = Grouping.tier,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the table to a file instead of stdout.", show_default=False)] = None,
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to a file, by extension: .csv, .json, .md, .xlsx (a workbook), else the table text.", show_default=False)] = None,
+    record: Annotated[bool, typer.Option("--record", help="Print the run record (JSON) of any file segcli wrote, instead of a table.")] = False,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Summary table of an assignments file: customers, revenue shares, recency, service terms.
 
     Example: segcli summary assignments.parquet --by vip_group --format github
     """
+    if output is not None:
+        check_output_path(output, [assignments])
+    if record:
+        meta = read_record(assignments)
+        if not meta:
+            raise InputDataError(f"{assignments}: no segcli run record (Parquet metadata key 'segcli' or "
+                                 f"{Path(assignments).name}.meta.json beside it)")
+        text = json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+        if output is not None:
+            write_text(text, output)
+        else:
+            sys.stdout.write(text)
+        return
     df, meta = read_assignments(assignments)
     if by.value not in df.columns:
         raise InputDataError(f"{assignments}: no column {by.value!r} to group by")
-    fmt = _table_format(fmt, as_json)
-    text = render(summarize(df, by.value), fmt)
+    table = summarize(df, by.value)
+    if output is not None and Path(output).suffix.lower() == ".xlsx":
+        write_workbook(table, output, sheet=f"by {by.value}")
+        return
+    # SPEC §2: a file's extension decides; --format for stdout and other names (.txt, ...)
+    kind = {".csv": "csv", ".json": "json", ".md": "github"}.get(Path(output).suffix.lower()) if output else None
+    fmt = kind or _table_format(fmt, as_json)
+    text = render(table, fmt)
     cuts = cut_points_table(meta) if by is Grouping.rfm_segment and fmt not in ("csv", "json") else None
     if cuts is not None:
         text += "\n" + render(cuts, fmt, title="score cut points (run record): the value range of each score")
-    if output is not None:
-        check_output_path(output, [assignments])
-        write_text(text, output)
-    else:
+    if output is None:
         sys.stdout.write(text)
+    else:
+        write_text(text, output)
 
 
 LIST_ROWS = 20

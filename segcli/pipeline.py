@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import shutil
 import tempfile
 import os
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ from segcli import __version__
 from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
 from segcli.errors import InputDataError, RunWarning, SegcliError, UsageError
-from segcli.io import (Source, check_header, check_utf8, count_ragged, expand_inputs, header_width, open_source,
-                       physical_lines, quote_problem, ragged_lines, read_columns, scan_source, scratch_dir)
+from segcli.io import (Source, check_header, check_utf8, count_ragged, disk_error, expand_inputs, header_width,
+                       open_source, physical_lines, quote_problem, ragged_lines, read_columns, scan_source, scratch_dir,
+                       scratch_error)
 from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, amount_hits, canonical,
                           date_hits, formats_for, invalid_expr, mark_repeats, plain_amounts, resolve_columns,
                           unmapped_hints)
@@ -295,10 +297,11 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             stats, agg, *extra = pl.collect_all([query, aggregate(kept), *extras])
             return canon, parsed, stats, agg, extra
         except pl.exceptions.PolarsError as exc:
+            if parts > 1 and disk_error(exc):
+                raise _spill_error(exc, sources) from None
             raise _polars_error(exc, sources) from None
         except OSError as exc:
-            raise SegcliError(f"cannot write temporary files to {scratch_dir()}: {exc.strerror or exc}",
-                              ["set TMPDIR to a folder with room for about the size of the input"]) from None
+            raise _spill_error(exc, sources) from None
 
     canon, parsed, groups, aggregated, extra = stats_pass(plans)
     # Total rows: the pass dropped every row whose customer id is a total marker; that is
@@ -537,6 +540,15 @@ def bucket_expr(parts: int) -> pl.Expr:
 
 # the columns the aggregation reads (and the checks of analysed_rows)
 SPILLED = ("customer_id", "order_key", "ts", "amount_minor")
+
+
+def _spill_error(exc: Exception, sources: list[Source]) -> SegcliError:
+    """The bucket spill did not fit in TMPDIR: exit 73 naming the folder and the room needed
+    (about the input's size), the free space measured once the partial spill is gone."""
+    for spill in scratch_dir().glob("buckets-*"):
+        shutil.rmtree(spill, ignore_errors=True)
+    reason = exc if isinstance(exc, OSError) else OSError(str(exc).splitlines()[0].split("IO error: ")[-1])
+    return scratch_error(reason, scratch_dir().parent, sum(s.size for s in sources))
 
 
 def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:

@@ -695,10 +695,10 @@ def config_schema(
 def export_cmd(
     assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment (.parquet, .csv, .jsonl).", show_default=False)],
     profile: Annotated[str, typer.Option("--profile", help="Target: generic, salesforce, zendesk, hubspot, dynamics, freshdesk, or a profile of your config's [export.NAME].", show_default=False)],
-    output: Annotated[str, typer.Option("--output", "-o", help="Folder to write (replaced atomically; an existing one must be an earlier export unless --force).", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", help="Folder to write (replaced atomically; an existing one must be an earlier export unless --force); with --profile generic also postgresql://...#schema.table.", show_default=False)],
     changes_from: Annotated[str | None, typer.Option("--changes-from", help="Previous assignments file: export only the customers whose exported fields changed, and the departed.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an -o segcli did not write; accept a --changes-from that is not earlier.")] = False,
-    config: ConfigOpt = None,
+    config: ConfigOpt = None, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Hand the tiers to a CRM or help desk: records shaped for it, the tier policy, a manifest.
@@ -709,9 +709,10 @@ def export_cmd(
     from segcli.pipeline import created_timestamp
 
     cfg = _config(config)
+    output = _database_output(output, mode) or output
     created = created_timestamp() if os.environ.get("SOURCE_DATE_EPOCH") else None
     result = export_assignments(assignments, profile=profile, out_dir=output, config=cfg, changes_from=changes_from,
-                                force=force, created_at=created)
+                                force=force, created_at=created, mode=mode.value)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
         sys.stdout.write(json.dumps(result.manifest, ensure_ascii=False, indent=2) + "\n")
@@ -719,7 +720,8 @@ def export_cmd(
     if quiet:
         return
     m = result.manifest
-    table = pl.DataFrame(result.files).select("path", "kind", "rows", "bytes")
+    files = pl.DataFrame(result.files)
+    table = files.select(c for c in ("path", "kind", "rows", "bytes") if c in files.columns)
     what = f"{m['records']:,} changed customers ({m['departed']:,} departed)" if m["changes_from"] else f"{m['records']:,} customers"
     sys.stdout.write(render(table, fmt, title=f"{m['profile']['system']}: {what} as of {m['as_of']} -> {output}"))
 

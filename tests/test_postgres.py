@@ -514,3 +514,35 @@ def test_usage_errors(args: list[str], says: str) -> None:
     result = run(*args)
     assert result.exit_code == 2, result.stderr
     assert says in result.stderr and ":pw@" not in result.stderr
+
+
+# --------------------------------------------------------------------------- CRM hand-off to a table
+
+
+def test_export_generic_writes_the_records_to_a_table_and_the_manifest_as_its_run(pg: PgServer, file_run,
+                                                                                  tmp_path: Path) -> None:
+    """``export --profile generic -o postgresql://...#schema.table`` (SPEC §8, §9): the same
+    records the generic CSV carries, keyed by customer_id, the manifest in ``<table>_runs``."""
+    src = tmp_path / "a.parquet"
+    result = run("segment", str(SAMPLE), "-o", str(src), "-q")
+    assert result.exit_code == 0, result.stderr
+    folder = tmp_path / "generic"
+    assert run("export", str(src), "--profile", "generic", "-o", str(folder), "-q").exit_code == 0
+    csv = pl.concat([pl.read_csv(p, infer_schema=False) for p in sorted(folder.glob("*.csv"))])
+    with connect(pg, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA IF NOT EXISTS crm")
+    result = run("export", str(src), "--profile", "generic", "-o", pg.uri() + "#crm.handoff", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert PASSWORD not in result.stdout + result.stderr
+    db = query(pg, 'SELECT * FROM crm.handoff ORDER BY customer_id COLLATE "C"')
+    assert db.height == csv.height == file_run[0].height
+    assert db.columns == csv.columns  # the generic CSV's header, key first
+    as_text = db.select(pl.all().cast(pl.String))
+    assert as_text["customer_id"].to_list() == csv["customer_id"].to_list()
+    assert as_text["tier"].to_list() == csv["tier"].to_list()
+    runs = query(pg, "SELECT rows, record::text AS record FROM crm.handoff_runs")
+    assert runs["rows"].to_list() == [db.height]
+    assert json.loads(runs["record"][0])["profile"]["name"] == "generic"
+    # another profile imports files, not tables
+    bad = run("export", str(src), "--profile", "zendesk", "-o", pg.uri() + "#crm.handoff")
+    assert bad.exit_code == 2 and "only --profile generic" in bad.stderr

@@ -31,7 +31,7 @@ from segcli.io import check_output_path, read_assignments, write_table, write_te
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.pipeline import (MEMORY_LIMIT_ENV, Loader, concentration_of, customer_table, features_by_part,
-                             parse_size, rfm_features, rfm_table, segment, warning_records)
+                             load_transactions, parse_size, rfm_features, rfm_table, segment, warning_records)
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
 from segcli.tiers import vip_limit
 
@@ -106,8 +106,8 @@ SPARK_REMOTE_ENV = "SPARK_REMOTE"  # Spark Connect, as PySpark itself reads it
 
 def _loader(engine: Engine, master: str, conf: list[str] | None) -> Loader:
     """The engine options -> the loader the core is given (SPARK_REMOTE: Spark Connect)."""
-    remote = os.environ.get(SPARK_REMOTE_ENV) if engine is Engine.spark else None
-    return loader(engine_settings(engine.value, master=master, conf=conf, remote=remote))
+    settings = engine_settings(engine.value, master=master, conf=conf, remote=os.environ.get(SPARK_REMOTE_ENV))
+    return load_transactions if engine is Engine.polars else loader(settings)
 
 
 def _memory_limit(limit: str | None) -> int | None:

@@ -124,7 +124,8 @@ def session(settings: EngineSettings) -> SparkSession:
         import pandas  # noqa: F401 - PySpark's mapInArrow imports it on the driver
         from pyspark.sql import SparkSession
     except ImportError as exc:
-        raise ConfigError(f"--engine spark needs PySpark ({exc.name} is not installed): {EXTRA}") from None
+        missing = (exc.name or "pyspark").split(".")[0]
+        raise ConfigError(f"--engine spark needs PySpark ({missing} is not installed): {EXTRA}") from None
     if settings.remote:
         _reachable(settings.remote, 15002)
         try:
@@ -475,8 +476,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
     """
     del memory_limit
     inp = cfg.input
+    sources = resolve_sources(inputs, inp)  # a missing local input is exit 66 before Spark starts
     spark = session(settings)
-    sources = resolve_sources(inputs, inp)
     frames = [_read(spark, s) for s in sources]
     samples, schemas, colmaps = [], [], []
     for src, frame in zip(sources, frames):

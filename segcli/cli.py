@@ -99,12 +99,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 OutEncodingOpt = Annotated[CsvEncoding | None, typer.Option("--output-encoding", help="Encoding of CSV output.", show_default=False)]
 EngineOpt = Annotated[Engine, typer.Option("--engine", help="Where the heavy step runs: polars (embedded) or spark (pip install 'segcli[spark]'; SPARK_REMOTE=sc://... for Spark Connect).")]
-SparkMasterOpt = Annotated[str, typer.Option("--spark-master", help="--engine spark: the master URL, e.g. local[4], spark://host:7077, yarn.")]
+SparkMasterOpt = Annotated[str | None, typer.Option("--spark-master", help="--engine spark: the master URL, e.g. local[2], spark://host:7077, yarn [default: local[*], or spark-submit's --master].", show_default=False)]
 SparkConfOpt = Annotated[list[str] | None, typer.Option("--spark-conf", help="--engine spark: a Spark setting KEY=VALUE (repeatable), e.g. spark.driver.memory=4g.", show_default=False)]
 SPARK_REMOTE_ENV = "SPARK_REMOTE"  # Spark Connect, as PySpark itself reads it
 
 
-def _loader(engine: Engine, master: str, conf: list[str] | None) -> Loader:
+def _loader(engine: Engine, master: str | None, conf: list[str] | None) -> Loader:
     """The engine options -> the loader the core is given (SPARK_REMOTE: Spark Connect)."""
     settings = engine_settings(engine.value, master=master, conf=conf, remote=os.environ.get(SPARK_REMOTE_ENV))
     return load_transactions if engine is Engine.polars else loader(settings)
@@ -265,7 +265,7 @@ def segment_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = "local[*]", spark_conf: SparkConfOpt = None,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -340,7 +340,7 @@ def rfm_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = "local[*]", spark_conf: SparkConfOpt = None,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -406,7 +406,7 @@ def pareto_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = "local[*]", spark_conf: SparkConfOpt = None,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
@@ -516,7 +516,7 @@ def validate_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = "local[*]", spark_conf: SparkConfOpt = None,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Check an export and report every problem; writes nothing.
@@ -662,7 +662,7 @@ def report_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = "local[*]", spark_conf: SparkConfOpt = None,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """One page for a manager: headline figures, concentration, tiers, R x F grid, profiles,

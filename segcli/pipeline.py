@@ -346,8 +346,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     if inp.currency and lo is not None and lo != inp.currency.upper():
         raise InputDataError(f"currency {lo} found, but input.currency is {inp.currency}")
 
-    as_of, found, counts = decide_run(days, src_stats, cfg, where=", ".join(s.name for s in sources), counted=mark)
-    warnings += found
+    as_of, run_warnings, counts = decide_run(days, src_stats, cfg, where=", ".join(s.name for s in sources),
+                                             counted=mark)
+    warnings += run_warnings
     src_records = [
         {"path": s.name, "bytes": s.size, "format": s.kind, "encoding": s.encoding if s.kind == "csv" else None,
          "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),

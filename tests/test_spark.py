@@ -170,6 +170,7 @@ BAD = {
                   + "C21,31/02/2025,10\nC22,not a date,10\n"),
     "missing column": "customer_id,amount\nC1,10\n",
     "several currencies": "customer_id,order_date,amount,currency\nC1,2025-01-01,10,CNY\nC2,2025-01-02,5,USD\n",
+    "ragged rows": "customer_id,order_date,amount\nC1,2025-01-01,10\nC2,2025-01-02,5,7\nC3,2025-01-03\n",
 }
 
 
@@ -187,6 +188,8 @@ def test_bad_input_gives_the_same_error_and_exit_code(spark_ready: None, tmp_pat
         assert "column 'order_date': 2 of 22 rows: unparsable date" in spark.stderr
         assert f"{path}: order_date='31/02/2025'" in spark.stderr  # the file and the raw value
         assert "line numbers are not available on Spark" in spark.stderr
+    if case == "ragged rows":  # a local file is read again for them: line numbers too
+        assert polars.stderr == spark.stderr
 
 
 @pytest.mark.spark

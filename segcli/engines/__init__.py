@@ -24,12 +24,12 @@ class EngineSettings:
     ``--spark-conf``, ``SPARK_REMOTE``)."""
 
     name: str = "polars"
-    master: str = "local[*]"
+    master: str | None = None  # None: local[*], or spark-submit's --master when run by it
     conf: tuple[tuple[str, str], ...] = ()
     remote: str | None = None  # a Spark Connect URL (sc://host:15002): wins over master
 
 
-def engine_settings(name: str, *, master: str = "local[*]", conf: list[str] | None = None,
+def engine_settings(name: str, *, master: str | None = None, conf: list[str] | None = None,
                     remote: str | None = None) -> EngineSettings:
     """Check the command line's engine options; ``--spark-conf`` is ``KEY=VALUE``."""
     if name not in ENGINES:
@@ -40,7 +40,7 @@ def engine_settings(name: str, *, master: str = "local[*]", conf: list[str] | No
         if not sep or not key.strip():
             raise UsageError(f"--spark-conf {item!r}: expected KEY=VALUE, e.g. --spark-conf spark.driver.memory=4g")
         pairs.append((key.strip(), value))
-    return EngineSettings(name, master or "local[*]", tuple(pairs), remote or None)
+    return EngineSettings(name, master or None, tuple(pairs), remote or None)
 
 
 def loader(settings: EngineSettings | None) -> Loader:

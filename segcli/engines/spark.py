@@ -71,6 +71,7 @@ DEFAULT_CONF = {
 # multiLine=true reads quoted fields with line breaks, as the polars engine does, but reads a
 # file in one task; a lake of files without such fields can split files: set it to false
 MULTILINE_CONF = "spark.segcli.csv.multiLine"
+SUBMIT_ENV = "PYSPARK_GATEWAY_PORT"  # set by spark-submit for the Python program it runs
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 _SESSIONS: dict[EngineSettings, SparkSession] = {}
@@ -134,18 +135,24 @@ def session(settings: EngineSettings) -> SparkSession:
             raise ConfigError(f"Spark Connect ({settings.remote}): {str(exc).splitlines()[0]}",
                               ["the Connect client needs: pip install 'pyspark[connect]>=4,<5'"]) from None
     else:
-        if _java() is None:
+        # under spark-submit its JVM is running already, started with its --master and settings
+        submitted = SUBMIT_ENV in os.environ
+        master = settings.master or ("" if submitted else "local[*]")
+        if not submitted and _java() is None:
             raise ConfigError("--engine spark needs Java 17 or later: none found (set JAVA_HOME or put java on PATH)")
-        if settings.master.startswith("spark://"):
-            _reachable(settings.master, 7077)
-        if settings.master.startswith("local"):
+        if master.startswith("spark://"):
+            _reachable(master, 7077)
+        if master.startswith("local") and not submitted:
             # Python workers of a local master are started from PYSPARK_PYTHON (default:
             # python3 on PATH, which may lack segcli): this interpreter has it
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        builder = SparkSession.builder.master(settings.master).appName("segcli")
-        log4j = Path(__file__).with_name("log4j2.properties")
-        for key, value in {**DEFAULT_CONF, "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j.as_uri()}"
-                           }.items():
+        builder = SparkSession.builder.appName("segcli")
+        builder = builder.master(master) if master else builder
+        conf = dict(DEFAULT_CONF)
+        if not submitted:
+            log4j = Path(__file__).with_name("log4j2.properties")
+            conf["spark.driver.extraJavaOptions"] = f"-Dlog4j2.configurationFile={log4j.as_uri()}"
+        for key, value in conf.items():
             builder = builder.config(key, value)
     for key, value in settings.conf:
         builder = builder.config(key, value)
@@ -153,7 +160,7 @@ def session(settings: EngineSettings) -> SparkSession:
         spark = builder.getOrCreate()
     except Exception as exc:  # noqa: BLE001 - Py4J, gRPC and Spark all raise their own types
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"cannot start Spark ({settings.remote or settings.master}): {text}") from None
+        raise ConfigError(f"cannot start Spark ({settings.remote or settings.master or 'local[*]'}): {text}") from None
     if not settings.remote:
         spark.sparkContext.setLogLevel("ERROR")
     _SESSIONS[settings] = spark
@@ -162,7 +169,7 @@ def session(settings: EngineSettings) -> SparkSession:
 
 def _engine_record(spark: SparkSession, settings: EngineSettings) -> dict[str, Any]:
     return {"name": "spark", "spark_version": spark.version,
-            "master": "connect" if settings.remote else settings.master}
+            "master": "connect" if settings.remote else spark.sparkContext.master}
 
 
 # --------------------------------------------------------------------------- inputs
@@ -365,11 +372,12 @@ def aggregate_partition(a: _Aggregate, batches: Iterator[pa.RecordBatch]) -> Ite
 
 
 def _empty_canonical(count_repeats: bool) -> pl.LazyFrame:
-    schema = {"source": pl.UInt16, "customer_id": pl.String, "ts": pl.Datetime("us"), "amount_minor": pl.Int64,
-              "order_key": pl.UInt64, "currency": pl.String, "amount_rounded": pl.Boolean, "blank": pl.Boolean,
-              "tail_null": pl.Boolean, "repeat": pl.Boolean}
+    schema: dict[str, pl.DataType] = {"source": pl.UInt16(), "customer_id": pl.String(), "ts": pl.Datetime("us"),
+                                      "amount_minor": pl.Int64(), "order_key": pl.UInt64(), "currency": pl.String(),
+                                      "amount_rounded": pl.Boolean(), "blank": pl.Boolean(),
+                                      "tail_null": pl.Boolean(), "repeat": pl.Boolean()}
     if count_repeats:
-        schema["row_hash"] = pl.UInt64
+        schema["row_hash"] = pl.UInt64()
     return pl.LazyFrame(schema=schema)
 
 
@@ -534,7 +542,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
     src_stats, days, cur = check_tables(groups, dedupe=inp.dedupe)
     total_rows = int(src_stats["rows"].sum())
     invalid_rows = int(src_stats["invalid"].sum())
-    names = ", ".join(s.name for s in sources)
+    where = ", ".join(s.name for s in sources)
 
     for row in src_stats.iter_rows(named=True):
         src = sources[row["source"]]
@@ -544,7 +552,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
     if total_rows == 0:
         if len(sources) == 1 and sources[0].kind == "csv":
             raise InputDataError(f"{sources[0].name}: the file has a header but no rows")
-        raise InputDataError(f"{names}: no rows")
+        raise InputDataError(f"{where}: no rows")
 
     rejects = None
     warnings: list[RunWarning] = []
@@ -565,13 +573,13 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
     lo, hi = cur.row(0)
     if lo is not None and lo != hi:
         listed = run.collect(run.parsed("currency").distinct().orderBy("currency").limit(10))
-        raise InputDataError(f"{names}: more than one currency in one run: {', '.join(listed['currency'])}",
+        raise InputDataError(f"{where}: more than one currency in one run: {', '.join(listed['currency'])}",
                              ["segment each currency separately (filter the export), or convert amounts first"])
     if inp.currency and lo is not None and lo != inp.currency.upper():
         raise InputDataError(f"currency {lo} found, but input.currency is {inp.currency}")
 
-    as_of, found, counts = decide_run(days, src_stats, cfg, where=names, counted=mark)
-    warnings += found
+    as_of, run_warnings, counts = decide_run(days, src_stats, cfg, where=where, counted=mark)
+    warnings += run_warnings
     if aggregate is not None and not fuse:  # the window ends at the latest date, known only now
         _, features = run.aggregate(_Aggregate(inp.dedupe, False, False, aggregate, analysed_rows(as_of, cfg)),
                                     keyed=inp.dedupe)

@@ -162,6 +162,22 @@ def test_rfm_lifetimes_pareto_and_validate_agree(spark_ready: None, tmp_path: Pa
     assert a["rows"] == b["rows"] and a["warnings"] == b["warnings"] and a["inputs"] == b["inputs"]
 
 
+@pytest.mark.spark
+def test_a_table_in_sparks_catalog_is_an_input(spark_ready: None, tmp_path: Path) -> None:
+    from segcli.engines import engine_settings
+    from segcli.engines.spark import session
+
+    data = cdnow_parquet(tmp_path)
+    spark = session(engine_settings("spark", master="local[2]", conf=SPARK[5::2]))
+    spark.read.parquet(str(data)).createOrReplaceTempView("cdnow_purchases")
+    out = {engine: tmp_path / f"{engine}.parquet" for engine in ("polars", "spark")}
+    assert runner.invoke(app, ["segment", str(data), "-o", str(out["polars"]), "-q"]).exit_code == 0
+    result = runner.invoke(app, ["segment", "cdnow_purchases", "-o", str(out["spark"]), "-q", *SPARK])
+    assert result.exit_code == 0, result.stderr
+    assert pl.read_parquet(out["polars"]).equals(pl.read_parquet(out["spark"]))
+    assert record(out["spark"])["inputs"][0]["path"] == "cdnow_purchases"
+
+
 # ----------------------------------------------------------------------------- errors
 
 

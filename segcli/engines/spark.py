@@ -450,7 +450,8 @@ class _Run:
         return out
 
 
-def _sample(run_spark: SparkSession, frame: DataFrame, src: SparkSource) -> pl.DataFrame:
+def _sample(frame: DataFrame, src: SparkSource) -> pl.DataFrame:
+    """The first rows of a source: its Polars schema, and the sample the parse plan is chosen on."""
     try:
         out = pl.from_arrow(frame.limit(PLAN_SAMPLE_ROWS).toArrow())
     except Exception as exc:  # noqa: BLE001 - a failed Spark job
@@ -459,7 +460,7 @@ def _sample(run_spark: SparkSession, frame: DataFrame, src: SparkSource) -> pl.D
     return out
 
 
-def _estimated_rows(src: SparkSource, frame: DataFrame) -> int | None:
+def _estimated_rows(src: SparkSource) -> int | None:
     """Rows of a source for the identical-rows rule of the polars engine: local files only
     (a CSV from its first MiB, Parquet from its footer); ``None`` for URIs and tables."""
     if src.local is None:
@@ -489,7 +490,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
     frames = [_read(spark, s) for s in sources]
     samples, schemas, colmaps = [], [], []
     for src, frame in zip(sources, frames):
-        sample = _sample(spark, frame, src)
+        sample = _sample(frame, src)
         sample = sample.drop(CORRUPT) if CORRUPT in sample.columns else sample
         names = sample.columns
         if not any(n.strip().lstrip("\ufeff").strip() for n in names):
@@ -498,7 +499,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
         schemas.append(sample.schema)
         samples.append(sample)
 
-    estimates = [_estimated_rows(s, f) for s, f in zip(sources, frames)]
+    estimates = [_estimated_rows(s) for s in sources]
     rows = sum(e for e in estimates if e is not None) if None not in estimates else REPEAT_COUNT_MAX_ROWS + 1
     mark = inp.dedupe or bool(count_identical) or (count_identical is None and rows <= REPEAT_COUNT_MAX_ROWS)
     plans = [ParsePlan(formats_for(s[c.date], inp.date_formats, inp.timezone) if sch[c.date] == pl.String

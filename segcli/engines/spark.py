@@ -161,7 +161,12 @@ def session(settings: EngineSettings) -> SparkSession:
     except Exception as exc:  # noqa: BLE001 - Py4J, gRPC and Spark all raise their own types
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot start Spark ({settings.remote or settings.master or 'local[*]'}): {text}") from None
-    if not settings.remote:
+    if settings.remote:  # a Connect session takes SQL settings after it starts
+        given = {key for key, _ in settings.conf}
+        for key in ("spark.sql.session.timeZone", "spark.sql.execution.arrow.maxRecordsPerBatch"):
+            if key not in given:
+                spark.conf.set(key, DEFAULT_CONF[key])
+    else:
         spark.sparkContext.setLogLevel("ERROR")
     _SESSIONS[settings] = spark
     return spark

@@ -176,6 +176,12 @@ def test_a_table_in_sparks_catalog_is_an_input(spark_ready: None, tmp_path: Path
     assert result.exit_code == 0, result.stderr
     assert pl.read_parquet(out["polars"]).equals(pl.read_parquet(out["spark"]))
     assert record(out["spark"])["inputs"][0]["path"] == "cdnow_purchases"
+    # rows that come from no file are named by their table in error examples
+    spark.createDataFrame([("C1", "2025-01-01", "10"), ("C2", "soon", "5")],
+                          "customer_id string, order_date string, amount string").createOrReplaceTempView("in_memory")
+    result = runner.invoke(app, ["validate", "in_memory", *SPARK])
+    assert result.exit_code == 65
+    assert "in_memory: order_date='soon'" in [line.strip() for line in result.stderr.splitlines()]
 
 
 # ----------------------------------------------------------------------------- errors

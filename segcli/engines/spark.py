@@ -567,9 +567,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
         allowed = _allowed_invalid(cfg.analysis.max_invalid, total_rows)
         bad_rows = run.parsed("invalid")
         if invalid_rows > allowed:
-            bad = _with_line(run.collect(bad_rows.limit(EXAMPLES * len(RULES) * len(sources))))
+            bad = _with_line(run.collect(bad_rows.limit(EXAMPLES * len(RULES) * len(sources))), sources)
             raise InputDataError(*_invalid_report(shown, colmaps, src_stats, bad, total_rows, invalid_rows))
-        rejects = _with_line(run.collect(bad_rows)).select(
+        rejects = _with_line(run.collect(bad_rows), sources).select(
             "file", "line", pl.col("raw_customer_id").alias("customer_id"), pl.col("raw_date").alias("date"),
             pl.col("raw_amount").alias("amount"))
         warnings.append(RunWarning("invalid_rows", f"{invalid_rows} invalid row{'s' if invalid_rows > 1 else ''} "
@@ -607,10 +607,13 @@ def _shown(src: SparkSource) -> Source:
     return src.local or Source(src.name, Path(src.read), "csv" if src.kind == "csv" else "parquet", src.size or 0)
 
 
-def _with_line(bad: pl.DataFrame) -> pl.DataFrame:
-    """Bad rows as the polars engine's reports take them; Spark has no line numbers."""
+def _with_line(bad: pl.DataFrame, sources: list[SparkSource]) -> pl.DataFrame:
+    """Bad rows as the polars engine's reports take them: Spark has no line numbers, and a
+    row of a table that is not a set of files is named by the table."""
+    names = pl.col("source").replace_strict({i: s.name for i, s in enumerate(sources)}, return_dtype=pl.String)
+    file = pl.col("file").str.replace(r"^file://", "")
     return bad.with_columns(pl.col("source").cast(pl.UInt16), line=pl.lit(None, pl.UInt64),
-                            file=pl.col("file").str.replace(r"^file://", ""))
+                            file=pl.when(file.fill_null("") == "").then(names).otherwise(file))
 
 
 def _check_ragged(run: _Run, i: int) -> None:

@@ -105,7 +105,17 @@ def cdnow_parquet(tmp_path: Path) -> Path:
     return path
 
 
-INPUTS = {"sample": lambda tmp: SAMPLE, "returns": returns_csv, "gb18030": gb18030_csv, "cdnow": cdnow_parquet}
+def folder(tmp_path: Path) -> Path:
+    """Three files of three kinds in one folder: each is a source of its own, on both engines."""
+    inside = tmp_path / "exports"
+    inside.mkdir()
+    for make in (returns_csv, gb18030_csv, cdnow_parquet):
+        make(inside)
+    return inside
+
+
+INPUTS = {"sample": lambda tmp: SAMPLE, "returns": returns_csv, "gb18030": gb18030_csv, "cdnow": cdnow_parquet,
+          "folder": folder}
 
 
 # ----------------------------------------------------------------------------- equality
@@ -127,6 +137,16 @@ def test_segment_writes_the_same_assignments_on_spark_and_polars(spark_ready: No
     ra, rb = record(out["polars"]), record(out["spark"])
     assert (ra.pop("engine"), rb.pop("engine")["name"]) == ({"name": "polars"}, "spark")
     assert ra == rb  # inputs, row counts, warnings, model, config: all equal
+
+
+@pytest.mark.spark
+def test_csv_on_standard_input_gives_the_same_rows(spark_ready: None, tmp_path: Path) -> None:
+    data = ("\n".join(GB_ROWS) + "\n").encode("gb18030")
+    out = {engine: tmp_path / f"{engine}.csv" for engine in ("polars", "spark")}
+    assert runner.invoke(app, ["rfm", "-", "-o", str(out["polars"]), "-q"], input=data).exit_code == 0
+    result = runner.invoke(app, ["rfm", "-", "-o", str(out["spark"]), "-q", *SPARK], input=data)
+    assert result.exit_code == 0, result.stderr
+    assert out["polars"].read_bytes() == out["spark"].read_bytes()
 
 
 @pytest.mark.spark

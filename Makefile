@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast typecheck schema sample bench clean report-deps
+.PHONY: demo test test-fast typecheck schema sample bench clean report-deps spark-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ report-deps: $(STAMP)
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei; \
 	fi
 	$(BIN)/pip install --quiet -e '.[test,report,browser]'
+
+# --engine spark's extra and its tests' needs: Java 17 (apt-get only when missing), then
+# segcli[spark] into .venv. PySpark is an sdist (~3 min to build); pip keeps the built wheel
+# in its cache, so a re-run installs in seconds. CI runs it (.ci/run).
+spark-deps: $(STAMP)
+	@if ! command -v java >/dev/null 2>&1 && [ -z "$${JAVA_HOME:-}" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	fi
+	$(BIN)/pip install --quiet -e '.[test,spark]'
 
 typecheck: $(STAMP)
 	$(BIN)/python -m mypy --version >/dev/null 2>&1 || $(BIN)/pip install --quiet 'mypy>=1.10'

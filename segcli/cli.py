@@ -28,14 +28,15 @@ from segcli import __version__
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, json_schema, load_config
 from segcli.diff import TO_FIELDS as DIFF_TO_FIELDS
 from segcli.diff import TierDiff, change_count_map, change_counts, change_lists, check_run_order, departed_terms, run_as_of, tier_diff
+from segcli.engines import engine_settings, loader
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.explain import cut_points_table, decision_text, explain, render_explanations
 from segcli.io import check_output_path, read_assignments, read_record, write_table, write_text, write_workbook
 from segcli.lifetimes import lifetimes_finish, lifetimes_periods, lifetimes_record
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.postgres import command_line_inputs, command_line_output, is_database, write_rejects_table
-from segcli.pipeline import (MEMORY_LIMIT_ENV, concentration_of, customer_table, features_by_part, load_transactions,
-                             parse_size, rfm_table, segment, warning_records)
+from segcli.pipeline import (MEMORY_LIMIT_ENV, Loader, concentration_of, customer_table, features_by_part,
+                             load_transactions, parse_size, rfm_features, rfm_table, segment, warning_records)
 from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
 from segcli.tiers import vip_limit
 from segcli.usage import SegcliCommand, SegcliGroup
@@ -77,6 +78,11 @@ class Freq(str, Enum):
     W = "W"
 
 
+class Engine(str, Enum):
+    polars = "polars"
+    spark = "spark"
+
+
 class CsvEncoding(str, Enum):
     utf8 = "utf-8"
     utf8_sig = "utf-8-sig"
@@ -113,6 +119,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdo
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no warnings on the terminal.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 OutEncodingOpt = Annotated[CsvEncoding | None, typer.Option("--output-encoding", help="Encoding of CSV output.", show_default=False)]
+EngineOpt = Annotated[Engine, typer.Option("--engine", help="Where the heavy step runs: polars (embedded) or spark (pip install 'segcli[spark]'; SPARK_REMOTE=sc://... for Spark Connect).")]
+SparkMasterOpt = Annotated[str | None, typer.Option("--spark-master", help="--engine spark: the master URL, e.g. local[2], spark://host:7077, yarn [default: local[*], or spark-submit's --master].", show_default=False)]
+SparkConfOpt = Annotated[list[str] | None, typer.Option("--spark-conf", help="--engine spark: a Spark setting KEY=VALUE (repeatable), e.g. spark.driver.memory=4g.", show_default=False)]
+SPARK_REMOTE_ENV = "SPARK_REMOTE"  # Spark Connect, as PySpark itself reads it
+
+
+def _loader(engine: Engine, master: str | None, conf: list[str] | None) -> Loader:
+    """The engine options -> the loader the core is given (SPARK_REMOTE: Spark Connect)."""
+    settings = engine_settings(engine.value, master=master, conf=conf, remote=os.environ.get(SPARK_REMOTE_ENV))
+    return load_transactions if engine is Engine.polars else loader(settings)
 
 
 class WriteMode(str, Enum):
@@ -315,6 +331,7 @@ def segment_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None, mode: ModeOpt = WriteMode.REPLACE,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -339,7 +356,7 @@ def segment_cmd(
     progress = Progress(quiet)
     try:
         result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress,
-                         memory_limit=limit)
+                         memory_limit=limit, load=_loader(engine, spark_master, spark_conf))
         progress.done()
         _warn(_rejects_where(result.warnings, output), cfg, quiet, inputs)
         if output is not None and output != "-":
@@ -393,6 +410,7 @@ def rfm_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None, mode: ModeOpt = WriteMode.REPLACE,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -408,9 +426,10 @@ def rfm_cmd(
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     if output is not None:
         check_output_path(output, inputs)
+    load = _loader(engine, spark_master, spark_conf)
     if style is Style.lifetimes:
         periods = functools.partial(lifetimes_periods, freq=freq.value)
-        tx = load_transactions(inputs, cfg, aggregate=periods, memory_limit=limit)
+        tx = load(inputs, cfg, aggregate=periods, memory_limit=limit)
         df = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq.value,
                               scale=tx.scale).collect()
         meta = lifetimes_record(cfg, tx, freq.value)
@@ -418,7 +437,7 @@ def rfm_cmd(
     else:
         progress = Progress(quiet)
         try:
-            df, meta, warnings, rejects = rfm_table(inputs, cfg, progress=progress, memory_limit=limit)
+            df, meta, warnings, rejects = rfm_table(inputs, cfg, progress=progress, memory_limit=limit, load=load)
         finally:
             progress.done()
     _warn(_rejects_where(warnings, output), cfg, quiet, inputs)
@@ -457,6 +476,7 @@ def pareto_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
@@ -470,7 +490,8 @@ def pareto_cmd(
     if plot is not None:
         plot_format(plot)
         check_output_path(plot, inputs)
-    tx = load_transactions(inputs, cfg, memory_limit=limit)
+    # the aggregation runs in the checking pass (on Spark, where the rows are)
+    tx = _loader(engine, spark_master, spark_conf)(inputs, cfg, aggregate=rfm_features, memory_limit=limit)
     table = customer_table(tx, cfg)
     conc = concentration_of(table, cfg, tx.scale)
     _warn(_rejects_where(tx.warnings, None, writes=False), cfg, quiet, inputs)
@@ -606,6 +627,7 @@ def validate_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Check an export and report every problem; writes nothing.
@@ -617,12 +639,12 @@ def validate_cmd(
     cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
                   sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
     # the checking command always counts identical rows
-    tx = load_transactions(inputs, cfg, count_identical=True, memory_limit=limit)
+    tx = _loader(engine, spark_master, spark_conf)(inputs, cfg, count_identical=True, memory_limit=limit)
     _warn(_rejects_where(tx.warnings, None, writes=False), cfg, quiet, inputs)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
         sys.stdout.write(json.dumps({"valid": True, "as_of": tx.as_of.isoformat(), "inputs": tx.sources,
-                                     "rows": tx.counts, "warnings": warning_records(tx.warnings)}, ensure_ascii=False, indent=2) + "\n")
+                                     "engine": tx.engine, "rows": tx.counts, "warnings": warning_records(tx.warnings)}, ensure_ascii=False, indent=2) + "\n")
         return
     if not quiet:
         table = pl.DataFrame({"check": list(tx.counts), "rows": list(tx.counts.values())})
@@ -772,6 +794,7 @@ def report_cmd(
     sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
     max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
     memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
+    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
     quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """One page for a manager: headline figures, concentration, tiers, R x F grid, profiles,
@@ -800,7 +823,7 @@ def report_cmd(
     progress = Progress(quiet)
     try:
         result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress,
-                         memory_limit=limit)
+                         memory_limit=limit, load=_loader(engine, spark_master, spark_conf))
         progress("writing the report")
         results = build_results(result, cfg, inputs=inputs, previous=prev_df, previous_name=previous or "")
         _warn(result.warnings, cfg, quiet, inputs)

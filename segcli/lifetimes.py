@@ -106,6 +106,7 @@ def lifetimes_record(cfg: Config, tx: Transactions, freq: str) -> dict[str, Any]
         "config_hash": cfg.hash,
         "config": cfg.raw,
         "inputs": tx.sources,
+        "engine": tx.engine,
         "rows": tx.counts,
         "warnings": warning_records(tx.warnings),
         "created_at": created_timestamp(),

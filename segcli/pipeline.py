@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import os
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,7 @@ class Transactions:
     rejects: pl.DataFrame | None = None
     parts: int = 1  # > 1: ``tx`` reads a spill split into this many customer buckets (``bucket``)
     aggregated: pl.DataFrame | None = None  # ``aggregate(tx)``, when it ran in the checking pass
+    engine: dict[str, Any] = field(default_factory=lambda: {"name": "polars"})  # where the heavy step ran
 
 
 def _polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
@@ -152,6 +153,7 @@ def _allowed_invalid(max_invalid: float, rows: int) -> int:
 
 
 Aggregate = Callable[[pl.LazyFrame], pl.LazyFrame]
+Loader = Callable[..., "Transactions"]  # load_transactions, or an engine's (segcli.engines)
 
 
 def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool | None = None,
@@ -258,31 +260,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
         parsed = canon = (mark_repeats(canon) if inp.dedupe else canon).with_columns(total=reading.total_rule(totals))
         extras = [reading.repeats_across(canon)] if across and not inp.dedupe else []
-        valid = ~invalid_expr()
-        # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
-        # an expression inside .agg() would be evaluated group by group.
-        query = canon.with_columns(
-            valid=valid,
-            **{f"bad_{i}": pred for i, (_, _, pred) in enumerate(RULES)},
-            rounded=pl.col("amount_rounded") & valid,
-            returns=valid & (pl.col("amount_minor") < 0),
-            zeros=valid & (pl.col("amount_minor") == 0),
-            # Int128: the sum that tells whether int64 money sums are safe cannot wrap itself
-            abs_units=pl.when(valid).then(pl.col("amount_minor").cast(pl.Int128).abs()),
-            cur=pl.when(valid).then(pl.col("currency")),
-            mline=pl.when(pl.col("total_marker")).then(pl.col("line")),
-        ).group_by("source", pl.col("ts").dt.date().alias("date"), "blank", "repeat", "total").agg(
-            pl.len().alias("rows"),
-            pl.col("valid", *(f"bad_{i}" for i in range(len(RULES))), "rounded", "returns", "zeros", "tail_null",
-                   "abs_units").sum(),
-            invalid=(~pl.col("valid")).sum(),
-            cur_min=pl.col("cur").min(),
-            cur_max=pl.col("cur").max(),
-            distinct=pl.col("row_hash").n_unique() if mark and not inp.dedupe else pl.len(),
-            markers=pl.col("total_marker").sum(),
-            marker_line=pl.col("mline").max(),
-            last_line=pl.col("line").max(),
-        )
+        query = check_query(canon, distinct=mark and not inp.dedupe)
         kept = canon.filter(used_rows & analysed_rows(fixed_as_of, cfg))  # what the aggregation reads
         try:
             if parts > 1:
@@ -343,22 +321,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
 
     used = canon.filter(used_rows) if parts == 1 else canon  # the spill holds only used rows
     used_parsed = parsed.filter(used_rows)  # for examples: raw values and line numbers
-    per_src = groups.group_by("source").agg(
-        records=pl.col("rows").sum(),
-        blank=pl.col("rows").filter(pl.col("blank")).sum(),
-        # with dedupe the rows are flagged; else rows beyond the distinct ones of their day
-        repeats=(pl.col("rows").filter(~pl.col("blank") & pl.col("repeat")).sum() if inp.dedupe
-                 else (pl.col("rows") - pl.col("distinct")).filter(~pl.col("blank")).sum()),
-        read=pl.col("rows").filter(~pl.col("blank")).sum(),
-    )
-    src_stats = (groups.filter(used_rows).group_by("source")
-                 .agg(pl.col("rows", "invalid", "rounded", "tail_null", *(f"bad_{i}" for i in range(len(RULES)))).sum())
-                 .join(per_src, on="source", how="right").fill_null(0).sort("source"))
-    days = (groups.filter(used_rows & pl.col("date").is_not_null()).group_by("date")
-            .agg(rows=pl.col("valid").sum(), returns=pl.col("returns").sum(), zeros=pl.col("zeros").sum(),
-                 abs_units=pl.col("abs_units").sum())
-            .filter(pl.col("rows") > 0))
-    cur = groups.filter(used_rows).select(lo=pl.col("cur_min").min(), hi=pl.col("cur_max").max())
+    src_stats, days, cur = check_tables(groups, dedupe=inp.dedupe)
     total_rows = int(src_stats["rows"].sum())
     invalid_rows = int(src_stats["invalid"].sum())
     records = dict(zip(src_stats["source"], src_stats["records"]))
@@ -428,6 +391,97 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     if inp.currency and lo is not None and lo != inp.currency.upper():
         raise InputDataError(f"currency {lo} found, but input.currency is {inp.currency}")
 
+    as_of, run_warnings, counts = decide_run(days, src_stats, cfg, where=", ".join(s.name for s in sources),
+                                             counted=mark, sources=sources, across_repeats=across_repeats,
+                                             totals=len(totals))
+    warnings += run_warnings
+    src_records = [
+        {"path": s.name, "bytes": s.size, "format": s.kind, "encoding": s.encoding if s.kind == "csv" else None,
+         "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),
+         "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
+        for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
+    ]
+    if strict:
+        check_strict(warnings, cfg, inputs)
+    return Transactions(used.filter(analysed_rows(as_of, cfg)), as_of, inp.amount_scale, src_records, counts,
+                        warnings, rejects, parts, aggregated)
+
+
+def check_query(canon: pl.LazyFrame, *, distinct: bool) -> pl.LazyFrame:
+    """Canonical rows -> the counts every check needs, per (source, date, blank, repeat), and
+    per ``total`` when the rows carry that flag (the trailing total rows of files read here;
+    then also the total markers' count and line and each group's last line).
+
+    ``distinct`` counts distinct ``row_hash`` values per group (identical rows); else
+    ``distinct`` equals ``rows``. Every column but ``distinct`` is a sum, a min or a max, so
+    counts of disjoint row sets add up; ``distinct`` too when identical rows never fall in
+    two sets (the Spark engine splits rows by customer id, which identical rows share).
+    """
+    totals = "total" in canon.collect_schema().names()
+    valid = ~invalid_expr()
+    # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
+    # an expression inside .agg() would be evaluated group by group.
+    flags = canon.with_columns(
+        valid=valid,
+        **{f"bad_{i}": pred for i, (_, _, pred) in enumerate(RULES)},
+        rounded=pl.col("amount_rounded") & valid,
+        returns=valid & (pl.col("amount_minor") < 0),
+        zeros=valid & (pl.col("amount_minor") == 0),
+        # Int128: the sum that tells whether int64 money sums are safe cannot wrap itself
+        abs_units=pl.when(valid).then(pl.col("amount_minor").cast(pl.Int128).abs()),
+        cur=pl.when(valid).then(pl.col("currency")),
+        **({"mline": pl.when(pl.col("total_marker")).then(pl.col("line"))} if totals else {}),
+    )
+    markers = {"markers": pl.col("total_marker").sum(), "marker_line": pl.col("mline").max(),
+               "last_line": pl.col("line").max()} if totals else {}
+    return flags.group_by("source", pl.col("ts").dt.date().alias("date"), "blank", "repeat",
+                          *(["total"] if totals else [])).agg(
+        pl.len().alias("rows"),
+        pl.col("valid", *(f"bad_{i}" for i in range(len(RULES))), "rounded", "returns", "zeros", "tail_null",
+               "abs_units").sum(),
+        invalid=(~pl.col("valid")).sum(),
+        cur_min=pl.col("cur").min(),
+        cur_max=pl.col("cur").max(),
+        distinct=pl.col("row_hash").n_unique() if distinct else pl.len(),
+        **markers,
+    )
+
+
+def check_tables(groups: pl.DataFrame, *, dedupe: bool) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """:func:`check_query`'s counts -> (per source, per day of the rows used, the currency range).
+    Blank lines and trailing total rows are no rows; identical rows are, unless dedupe drops them."""
+    total = pl.col("total") if "total" in groups.columns else pl.lit(False)
+    used_rows = ~pl.col("blank") & ~total & ~(pl.col("repeat") & pl.lit(dedupe))
+    per_src = groups.group_by("source").agg(
+        records=pl.col("rows").sum(),
+        blank=pl.col("rows").filter(pl.col("blank")).sum(),
+        # with dedupe the rows are flagged; else rows beyond the distinct ones of their day
+        repeats=(pl.col("rows").filter(~pl.col("blank") & pl.col("repeat")).sum() if dedupe
+                 else (pl.col("rows") - pl.col("distinct")).filter(~pl.col("blank")).sum()),
+        read=pl.col("rows").filter(~pl.col("blank")).sum(),
+    )
+    src_stats = (groups.filter(used_rows).group_by("source")
+                 .agg(pl.col("rows", "invalid", "rounded", "tail_null", *(f"bad_{i}" for i in range(len(RULES)))).sum())
+                 .join(per_src, on="source", how="right").fill_null(0).sort("source"))
+    days = (groups.filter(used_rows & pl.col("date").is_not_null()).group_by("date")
+            .agg(rows=pl.col("valid").sum(), returns=pl.col("returns").sum(), zeros=pl.col("zeros").sum(),
+                 abs_units=pl.col("abs_units").sum())
+            .filter(pl.col("rows") > 0))
+    cur = groups.filter(used_rows).select(lo=pl.col("cur_min").min(), hi=pl.col("cur_max").max())
+    return src_stats, days, cur
+
+
+def decide_run(days: pl.DataFrame, src_stats: pl.DataFrame, cfg: Config, *, where: str, counted: bool,
+               sources: Sequence[Any] = (), across_repeats: int | None = None,
+               totals: int = 0) -> tuple[dt.date, list[RunWarning], dict[str, Any]]:
+    """The as-of date, the warnings about dropped, repeated and rounded rows, and the row
+    counts of the record, from :func:`check_tables`' counts (``counted``: identical rows
+    were counted; ``across_repeats``: identical rows counted over all inputs together;
+    ``totals``: trailing total rows dropped; ``sources``: rows a database left on the
+    server). Raises :class:`InputDataError` when no row is left to analyse, or money sums
+    could overflow."""
+    inp = cfg.input
+    warnings: list[RunWarning] = []
     if days.height == 0:
         raise InputDataError("no valid rows to analyse")
     latest = days["date"].max()
@@ -437,8 +491,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     start = as_of - dt.timedelta(days=cfg.analysis.window_days) if cfg.analysis.window_days else None
     outside = int(days.filter(pl.col("date") <= start)["rows"].sum()) if start else 0
     # a database source's pushed-down date filter left these rows on the server: dropped all the same
-    after += sum(s.rows_after_as_of for s in sources)
-    outside += sum(s.rows_outside_window for s in sources)
+    after += sum(getattr(s, "rows_after_as_of", 0) for s in sources)
+    outside += sum(getattr(s, "rows_outside_window", 0) for s in sources)
     kept_days = days.filter((pl.col("date") <= as_of) & ((pl.col("date") > start) if start else pl.lit(True)))
     repeats = int(src_stats["repeats"].sum()) if across_repeats is None else across_repeats
     # dedupe = true is the user's decision: the dropped rows are counted in the record, not warned about
@@ -464,15 +518,14 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     if kept_days.height == 0:
         raise InputDataError(f"no rows on or before the as-of date {as_of}"
                              + (f" inside the {cfg.analysis.window_days}-day window" if start else ""))
-    check_money_range(int(kept_days["abs_units"].sum()), int(kept_days["rows"].sum()), inp.amount_scale,
-                      ", ".join(s.name for s in sources))
+    check_money_range(int(kept_days["abs_units"].sum()), int(kept_days["rows"].sum()), inp.amount_scale, where)
 
     counts: dict[str, Any] = {
         "rows_read": int(src_stats["read"].sum()),
         "rows_blank": int(src_stats["blank"].sum()),
-        "rows_total": len(totals),
-        "rows_identical": repeats if mark else None,
-        "rows_invalid": invalid_rows,
+        "rows_total": totals,
+        "rows_identical": repeats if counted else None,
+        "rows_invalid": int(src_stats["invalid"].sum()),
         "rows_after_as_of": after,
         "rows_outside_window": outside,
         "rows_used": int(kept_days["rows"].sum()),
@@ -480,17 +533,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         "rows_zero_amount": int(kept_days["zeros"].sum()),
         "amounts_rounded": rounded,
     }
-    counts["rows_read"] += sum(s.rows_filtered for s in sources)  # read on the server, not sent
-    src_records = [
-        {"path": s.name, "bytes": s.size, "format": s.kind, "encoding": s.encoding if s.kind == "csv" else None,
-         "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),
-         "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
-        for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
-    ]
-    if strict:
-        check_strict(warnings, cfg, inputs)
-    return Transactions(used.filter(analysed_rows(as_of, cfg)), as_of, inp.amount_scale, src_records, counts,
-                        warnings, rejects, parts, aggregated)
+    counts["rows_read"] += sum(getattr(s, "rows_filtered", 0) for s in sources)  # read on the server, not sent
+    return as_of, warnings, counts
 
 
 def stale_warning(latest: dt.date, cfg: Config) -> RunWarning | None:
@@ -600,8 +644,13 @@ def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFra
             details.append(f"{src.name}: column '{column}': {n} of {row['rows']} rows: {rule}")
             raw_col = f"raw_{role}"
             ex = bad.filter((pl.col("source") == row["source"]) & pred).head(EXAMPLES)
-            for line, value in zip(ex["line"], ex[raw_col]):
-                details.append(f"    {src.row_word} {line}: {column}={(value if value is not None else '')!r}")
+            # an engine that cannot number rows (Spark) names each row's file instead
+            files = ex["file"] if "file" in ex.columns else [src.name] * ex.height
+            for line, value, file in zip(ex["line"], ex[raw_col], files):
+                where = f"{src.row_word} {line}" if line is not None else file
+                details.append(f"    {where}: {column}={(value if value is not None else '')!r}")
+    if bad.height and bad["line"].is_null().all():
+        details.append("line numbers are not available on Spark: rows are shown by file and raw values")
     details.append("fix the rows, map the columns with [input.columns] / input.date_formats, or let up to N bad "
                    "rows through with --max-invalid N (they go to a rejects file)")
     return f"{names}: {invalid} of {total} rows are invalid", details
@@ -680,15 +729,19 @@ def _quiet(_stage: str) -> None:
 def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = None,
             previous_meta: dict[str, Any] | None = None, force: bool = False,
             progress: Callable[[str], None] = _quiet,
-            created_at: dt.datetime | None = None, memory_limit: int | None = None) -> Segmentation:
+            created_at: dt.datetime | None = None, memory_limit: int | None = None,
+            load: Loader | None = None) -> Segmentation:
     """The main job (SPEC §3-§5): transactions in, one assignment per customer out.
+
+    ``load`` reads, checks and aggregates the inputs: :func:`load_transactions` (the
+    default), or an engine's loader (:func:`segcli.engines.loader`).
 
     Raises :class:`InputDataError` (exit 65) besides the input errors when ``previous`` is
     not an earlier run, the data shrank beyond ``guard.max_drop`` (both unless ``force``), or
     there are warnings under ``analysis.strict`` (:func:`check_strict`)."""
     preload()
     progress(f"reading and checking {', '.join(inputs)}")
-    tx = load_transactions(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit, strict=False)
+    tx = (load or load_transactions)(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit, strict=False)
     warnings = list(tx.warnings)
     has_prev = previous is not None
     if previous is not None:
@@ -869,6 +922,7 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
         "config_hash": cfg.hash,
         "config": cfg.raw,
         "inputs": tx.sources,
+        "engine": tx.engine,
         "rows": tx.counts,
         "customers": out.height,
         "tiers": {r["tier"]: {"customers": r["n"], "revenue": r["revenue"]} for r in tiers.iter_rows(named=True)},
@@ -904,14 +958,14 @@ def created_timestamp(now: dt.datetime | None = None) -> str:
 
 
 def rfm_table(inputs: list[str], cfg: Config, *, progress: Callable[[str], None] = _quiet,
-              memory_limit: int | None = None,
+              memory_limit: int | None = None, load: Loader | None = None,
               ) -> tuple[pl.DataFrame, dict[str, Any], list[RunWarning], pl.DataFrame | None]:
     """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers.
 
     Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
     preload()
     progress(f"reading and checking {', '.join(inputs)}")
-    tx = load_transactions(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit)  # strict checked there
+    tx = (load or load_transactions)(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit)  # strict there
     progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
     table = customer_table(tx, cfg)
     progress(f"clustering {table.height:,} customers")

@@ -1,0 +1,52 @@
+"""Where the heavy step runs (SPEC §8): ``polars`` (default, embedded) or ``spark``
+(optional extra ``segcli[spark]``, :mod:`segcli.engines.spark`).
+
+An engine is a *loader*: a function with :func:`segcli.pipeline.load_transactions`'
+signature that reads, checks and aggregates the inputs into a
+:class:`~segcli.pipeline.Transactions`. Everything after it (scores, Pareto, clusters,
+tiers, the record) runs on the per-customer table, the same on every engine.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from segcli.errors import UsageError
+from segcli.pipeline import Loader, load_transactions
+
+ENGINES = ("polars", "spark")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine and, for Spark, how to reach it (``--engine``, ``--spark-master``,
+    ``--spark-conf``, ``SPARK_REMOTE``)."""
+
+    name: str = "polars"
+    master: str | None = None  # None: local[*], or spark-submit's --master when run by it
+    conf: tuple[tuple[str, str], ...] = ()
+    remote: str | None = None  # a Spark Connect URL (sc://host:15002): wins over master
+
+
+def engine_settings(name: str, *, master: str | None = None, conf: list[str] | None = None,
+                    remote: str | None = None) -> EngineSettings:
+    """Check the command line's engine options; ``--spark-conf`` is ``KEY=VALUE``."""
+    if name not in ENGINES:
+        raise UsageError(f"--engine {name!r}: choose one of {', '.join(ENGINES)}")
+    pairs = []
+    for item in conf or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--spark-conf {item!r}: expected KEY=VALUE, e.g. --spark-conf spark.driver.memory=4g")
+        pairs.append((key.strip(), value))
+    return EngineSettings(name, master or None, tuple(pairs), remote or None)
+
+
+def loader(settings: EngineSettings | None) -> Loader:
+    """The loader of the chosen engine (Spark is imported only when chosen)."""
+    if settings is None or settings.name == "polars":
+        return load_transactions
+    from segcli.engines import spark
+
+    return functools.partial(spark.load_transactions, settings=settings)

@@ -1,3 +1,84 @@
-"""segcli: Pareto 80/20 and RFM segmentation into 知心 (VIP) and 遇心 (standard) service tiers."""
+"""segcli: Pareto 80/20 and RFM segmentation into 知心 (VIP) and 遇心 (standard) service tiers.
+
+The public Python API (SPEC §7), the same computation as the CLI::
+
+    import segcli
+
+    result = segcli.segment("sample_data/transactions.csv")
+    result.assignments          # one row per customer (Polars)
+    result.summary(by="tier")   # the table `segcli summary --by tier` shows
+
+See :mod:`segcli.api` for every function. The names are loaded on first use, so that
+``import segcli`` (and the CLI's start, which sets Polars' thread count first) stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0"
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "load_config": "segcli.api", "read_transactions": "segcli.api", "segment": "segcli.api", "rfm": "segcli.api",
+    "pareto": "segcli.api", "lifetimes_summary": "segcli.api", "diff": "segcli.api", "validate": "segcli.api",
+    "Inputs": "segcli.api", "Config": "segcli.config", "Transactions": "segcli.pipeline",
+    "SegmentResult": "segcli.results", "RfmResult": "segcli.results", "ParetoResult": "segcli.results",
+    "LifetimesResult": "segcli.results", "DiffResult": "segcli.results", "ValidationResult": "segcli.results",
+    "RunWarning": "segcli.errors", "SegcliError": "segcli.errors", "UsageError": "segcli.errors",
+    "InputDataError": "segcli.errors", "InputMissingError": "segcli.errors", "OutputError": "segcli.errors",
+    "ConfigError": "segcli.errors",
+}
+__all__ = [
+    "__version__", "load_config", "read_transactions", "segment", "rfm", "pareto", "lifetimes_summary", "diff",
+    "validate", "Inputs", "Config", "Transactions", "SegmentResult", "RfmResult", "ParetoResult", "LifetimesResult",
+    "DiffResult", "ValidationResult", "RunWarning", "SegcliError", "UsageError", "InputDataError", "InputMissingError",
+    "OutputError", "ConfigError",
+]
+
+if TYPE_CHECKING:
+    from segcli.api import (
+        Inputs,
+        diff,
+        lifetimes_summary,
+        load_config,
+        pareto,
+        read_transactions,
+        rfm,
+        segment,
+        validate,
+    )
+    from segcli.config import Config
+    from segcli.errors import (
+        ConfigError,
+        InputDataError,
+        InputMissingError,
+        OutputError,
+        RunWarning,
+        SegcliError,
+        UsageError,
+    )
+    from segcli.pipeline import Transactions
+    from segcli.results import (
+        DiffResult,
+        LifetimesResult,
+        ParetoResult,
+        RfmResult,
+        SegmentResult,
+        ValidationResult,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segcli' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

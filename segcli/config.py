@@ -764,14 +764,20 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     if path is not None:
         doc = _merge(doc, _read_toml(path))
         source = str(path)
-    for dotted, value in (overrides or {}).items():
+    return build_config(apply_overrides(doc, overrides or {}), source)
+
+
+def apply_overrides(doc: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``{"analysis.as_of": "2025-12-31"}``) in a config document, in place;
+    a key ending in ``+`` extends a list instead of replacing it. Returns ``doc``."""
+    for dotted, value in overrides.items():
         node = doc
         *parents, leaf = dotted.removesuffix("+").split(".")
         for part in parents:
             node = node[part]
         # "key+": a list extended, not replaced (--allow adds to analysis.allow)
         node[leaf] = [*node[leaf], *(v for v in value if v not in node[leaf])] if dotted.endswith("+") else value
-    return build_config(doc, source)
+    return doc
 
 
 def config_from_dict(doc: dict[str, Any]) -> Config:

@@ -58,6 +58,11 @@ class RunWarning:
         return f"[{self.kind}] {self.text}"
 
 
+def warning_records(warnings: list[RunWarning]) -> list[dict[str, str]]:
+    """The warnings as the run record and ``--json`` documents keep them: kind and text."""
+    return [{"kind": w.kind, "text": w.text} for w in warnings]
+
+
 # Every warning kind segcli raises; ``--allow`` and ``analysis.allow`` accept only these.
 WARNING_KINDS = {
     "identical_rows": "rows identical to an earlier row in every column (kept)",

@@ -36,6 +36,9 @@ SNIFF_BYTES = 1 << 16
 CHUNK_BYTES = 1 << 22  # what streaming passes over a file hold in memory at once
 STDIN = "-"
 _TEMP_DIR: tempfile.TemporaryDirectory[str] | None = None
+# Files segcli wrote itself for an input that is no file (a DataFrame given to the Python
+# API): path -> how messages and run records name the input
+_DISPLAY_NAMES: dict[str, str] = {}
 
 
 def scratch_dir() -> Path:
@@ -213,6 +216,19 @@ def check_utf8(src: Source) -> InputDataError | None:
             offset += len(chunk)
 
 
+def name_input(path: str, display: str | None) -> None:
+    """Name the input at ``path`` ``display`` in messages and records (``None``: forget it)."""
+    if display is None:
+        _DISPLAY_NAMES.pop(path, None)
+    else:
+        _DISPLAY_NAMES[path] = display
+
+
+def display_name(name: str) -> str:
+    """How messages name an input: as given, or as :func:`name_input` named it."""
+    return _DISPLAY_NAMES.get(name, name)
+
+
 def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_row: int = 0) -> Source:
     """Look at one input and decide how to scan it."""
     if name == STDIN:
@@ -221,7 +237,7 @@ def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_ro
             shutil.copyfileobj(sys.stdin.buffer, out)
         display, suffix = "<stdin>", ".csv"
     else:
-        path, display, suffix = Path(name), name, Path(name).suffix.lower()
+        path, display, suffix = Path(name), display_name(name), Path(name).suffix.lower()
     try:
         size = path.stat().st_size
     except OSError as exc:

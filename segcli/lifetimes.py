@@ -4,13 +4,15 @@ monetary_value per customer, with periods of a day or a Monday-start week (SPEC 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import polars as pl
 
-from segcli import __version__
 from segcli.config import Config
-from segcli.pipeline import Transactions, created_timestamp, warning_records
+from segcli.errors import warning_records
+from segcli.pipeline import Transactions, created_timestamp, features_by_part, load_transactions, record_fields
+from segcli.results import LifetimesResult
 from segcli.rfm import money
 
 SCHEMA_VERSION = 1  # of the lifetimes file: customer_id, frequency, recency, T, monetary_value
@@ -96,17 +98,20 @@ def lifetimes_finish(periods: pl.LazyFrame, *, as_of: dt.date, freq: str, scale:
 def lifetimes_record(cfg: Config, tx: Transactions, freq: str) -> dict[str, Any]:
     """The run record of a lifetimes file: the fields every segcli output records (so that
     ``config show --from`` and ``summary --record`` read it), plus the style and period."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "segcli",
-        "version": __version__,
-        "style": "lifetimes",
-        "freq": freq,
-        "as_of": tx.as_of.isoformat(),
-        "config_hash": cfg.hash,
-        "config": cfg.raw,
-        "inputs": tx.sources,
-        "rows": tx.counts,
-        "warnings": warning_records(tx.warnings),
-        "created_at": created_timestamp(),
-    }
+    return {"schema_version": SCHEMA_VERSION, **record_fields(cfg, tx), "style": "lifetimes", "freq": freq,
+            "warnings": warning_records(tx.warnings), "created_at": created_timestamp()}
+
+
+def lifetimes_table(inputs: list[str], cfg: Config, *, freq: str = "D",
+                    memory_limit: int | None = None) -> LifetimesResult:
+    """``segcli rfm --style lifetimes``: the summary of every customer with a purchase.
+
+    The periods are counted in the pass that checks the rows when it can (no as-of date is
+    needed for them), then finished with the as-of date.
+
+    Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
+    periods = functools.partial(lifetimes_periods, freq=freq)
+    tx = load_transactions(inputs, cfg, aggregate=periods, memory_limit=memory_limit)  # strict checked there
+    table = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq,
+                             scale=tx.scale).collect()
+    return LifetimesResult(table, lifetimes_record(cfg, tx, freq), tx.warnings, tx.rejects, freq)

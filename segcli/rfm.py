@@ -51,6 +51,13 @@ def money_columns(scale: int, kind: str = "float") -> list[pl.Expr]:
     ]
 
 
+def output_money(lf: pl.LazyFrame, scale: int, kind: str) -> pl.LazyFrame:
+    """The money columns as ``output.money`` asks: the table's floats are already rounded
+    to ``scale`` places; ``"decimal"`` makes them ``Decimal(38, scale)`` from the exact
+    minor units, never through a float."""
+    return lf.with_columns(money_columns(scale, "decimal")) if kind == "decimal" else lf
+
+
 # Money sums are int64 minor units: exact, vectorised, and what numpy and Parquet take.
 INT64_MAX = 2**63 - 1
 

@@ -49,7 +49,7 @@ def concentration_figure(r: ReportResults, lang: str) -> Figure:
     """Curve, equality line, the head line, the 知心 limit L and where the 知心 tier ends."""
     go = plotly_go()
     c, zhixin = r.concentration, tier_name(ZHIXIN, r.labels, lang)
-    need, need_share = c.head.get(r.head_share, (0, 0.0))
+    need, need_share = c.need(r.head_share)
     x, y = ([v * 100 for v in vs] for vs in r.curve)
     data = [go.Scatter(x=x, y=y, mode="lines", name=tr("curve", lang), line={"color": CURVE, "width": 2.5}),
             go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name=tr("equal", lang),

@@ -15,6 +15,8 @@ See :mod:`segcli.api` for every function. The names are loaded on first use, so 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "1.0.0"
@@ -82,3 +84,21 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+class _Package(types.ModuleType):
+    """The ``segcli`` package, whose public names are the API's.
+
+    ``segcli.rfm``, ``segcli.pareto`` and ``segcli.diff`` are API functions (SPEC §7) and
+    also the stage modules that compute them. Importing a submodule binds it to the package
+    attribute of its name; here the binding is refused for a public name, so the function
+    stays. The modules are reached as always: ``from segcli.rfm import money``.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

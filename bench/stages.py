@@ -80,7 +80,7 @@ def main() -> None:
     total = sum(statistics.median(v) for v in times.values())
     print(f"{args.input}: {rows:,} rows, {customers:,} customers; polars {pl.__version__}; "
           f"median of {args.repeat}; import {imported:.2f} s")
-    print(f"| stage | wall s | share | peak RSS GiB after |")
+    print("| stage | wall s | share | peak RSS GiB after |")
     print("| --- | ---: | ---: | ---: |")
     for name, values in times.items():
         med = statistics.median(values)

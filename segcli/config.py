@@ -384,7 +384,8 @@ class RfmTable(_Table):
 
     def rules(self) -> tuple[SegmentRule, ...]:
         every = (1, self.bins)
-        return tuple(SegmentRule(s.name, *(every if isinstance(v, UnsetType) else (v[0], v[1]) for v in (s.r, s.f, s.m)))
+        return tuple(SegmentRule(s.name, *(every if isinstance(v, UnsetType) else (v[0], v[1])
+                                           for v in (s.r, s.f, s.m)))
                      for s in self.segments)
 
     def __post_init__(self) -> None:
@@ -546,7 +547,8 @@ class Document(_Table):
         known = {rule.name for rule in self.vip_groups.names} | {self.vip_groups.fallback}
         for name in self.service.groups:
             if name not in known:
-                raise _Invalid(f"service.groups.{name}", f"no VIP group is named {name!r}; groups: {', '.join(sorted(known))}")
+                raise _Invalid(f"service.groups.{name}",
+                               f"no VIP group is named {name!r}; groups: {', '.join(sorted(known))}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -731,7 +733,8 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         input=InputConfig(**{**fields(d.input), "date_formats": tuple(d.input.date_formats),
                              "columns": Columns(**fields(d.input.columns)), "sheet": str(d.input.sheet),
                              "separator": SEPARATORS[d.input.separator]}),
-        analysis=AnalysisConfig(**{**fields(d.analysis), "as_of": dt.date.fromisoformat(d.analysis.as_of) if d.analysis.as_of
+        analysis=AnalysisConfig(**{**fields(d.analysis),
+                                   "as_of": dt.date.fromisoformat(d.analysis.as_of) if d.analysis.as_of
                                    else None, "allow": frozenset(d.analysis.allow)}),
         rfm=RfmConfig(bins=d.rfm.bins, segments=d.rfm.rules()),
         cluster=ClusterConfig(**fields(d.cluster)),

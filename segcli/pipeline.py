@@ -694,7 +694,7 @@ def assign(df: pl.DataFrame, cfg: Config, *, scale: int, has_previous: bool,
     groups, group_info = vip_groups(df, cfg)
     df = df.with_columns(groups)
     extra = departed is not None and departed.height > 0
-    if extra:
+    if departed is not None and extra:
         df = pl.concat([df, departed], how="diagonal_relaxed")
     group_names = [str(g["vip_group"]) for g in group_info["groups"]]  # type: ignore[attr-defined]
     assigned = (with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels, scale=scale,
@@ -755,10 +755,10 @@ def created_timestamp(now: dt.datetime | None = None) -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch:
         try:
-            return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).isoformat()
+            return dt.datetime.fromtimestamp(int(epoch), dt.UTC).isoformat()
         except ValueError:
             raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
-    return (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+    return (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
 
 
 def rfm_table(inputs: list[str], cfg: Config, *, progress: Progress = _quiet,

@@ -110,7 +110,7 @@ def chart_style(font: Path | None) -> Iterator[None]:
     first when given."""
     import matplotlib
 
-    settings: dict[str, Any] = {"svg.hashsalt": "segcli"}
+    settings: dict[Any, Any] = {"svg.hashsalt": "segcli"}
     if font is not None:
         from segcli.fonts import use_font
 
@@ -150,6 +150,6 @@ def write_plot(curve: tuple[list[float], list[float]], marks: CurveMarks, path: 
         title = html.escape(f"segcli pareto: {c.customers:,} customers")
         data = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n"
                 f"<body>\n<h1>{title}</h1>\n<p>{need_share:.1%} of customers hold {marks.head_share:.0%} of net "
-                f"revenue; Gini {c.gini:.3f}.</p>\n{svg}\n</body></html>\n").encode("utf-8")
+                f"revenue; Gini {c.gini:.3f}.</p>\n{svg}\n</body></html>\n").encode()
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)

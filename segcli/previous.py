@@ -139,7 +139,8 @@ def shrink_guard(previous: pl.DataFrame, customers: pl.DataFrame, cfg: Config, f
     if prev_n and (prev_n - cur_n) / prev_n > cfg.guard_max_drop:
         drops.append(f"customers fell from {prev_n} to {cur_n} ({(prev_n - cur_n) / prev_n:.1%})")
     if prev_rev > 0 and (prev_rev - cur_rev) / prev_rev > cfg.guard_max_drop:
-        drops.append(f"total revenue fell from {prev_rev:,.2f} to {cur_rev:,.2f} ({(prev_rev - cur_rev) / prev_rev:.1%})")
+        drops.append(f"total revenue fell from {prev_rev:,.2f} to {cur_rev:,.2f} "
+                     f"({(prev_rev - cur_rev) / prev_rev:.1%})")
     if drops and not force:
         raise InputDataError(
             f"the data shrank by more than guard.max_drop ({cfg.guard_max_drop:.0%}) against the previous run",

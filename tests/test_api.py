@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 import polars as pl
-import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
@@ -259,5 +258,5 @@ def test_no_global_settings_change_on_import_or_chart(tmp_path: Path) -> None:
     import segcli.report  # noqa: F401
 
     run("pareto", SAMPLE, "--plot", tmp_path / "p.svg", "-q")
-    assert (tabulate.WIDE_CHARS_MODE, tabulate.PRESERVE_WHITESPACE, tabulate.MIN_PADDING) == before
+    assert before == (tabulate.WIDE_CHARS_MODE, tabulate.PRESERVE_WHITESPACE, tabulate.MIN_PADDING)
     assert dict(matplotlib.rcParams) == rc

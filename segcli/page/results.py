@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from segcli.config import Config, segment_of
-from segcli.diff import TierDiff, change_lists, tier_flows, tier_diff
+from segcli.diff import TierDiff, change_lists, tier_diff, tier_flows
 from segcli.pareto import Concentration
 from segcli.plot import curve_points
 from segcli.report import summarize
@@ -148,7 +148,8 @@ def matrix_cells(matrix: pl.DataFrame) -> tuple[list[str], list[str], dict[tuple
     matrix, in reading order: 知心, 遇心, then new / departed."""
     froms = [t for t in (ZHIXIN, YUXIN, "(new)") if t in matrix["from_tier"].to_list()]
     tos = [t for t in (ZHIXIN, YUXIN, "(departed)") if t in matrix["to_tier"].to_list()]
-    cells = {(a, b): (n, rev) for a, b, n, rev in matrix.select("from_tier", "to_tier", "customers", "revenue").iter_rows()}
+    cells = {(a, b): (n, rev)
+             for a, b, n, rev in matrix.select("from_tier", "to_tier", "customers", "revenue").iter_rows()}
     return froms, tos, cells
 
 

@@ -13,30 +13,17 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-try:
-    from helpers_numbers import (
-        AS_OF,
-        SEGMENT_GRID,
-        invoke,
-        reference_features,
-        reference_scores,
-        run_rfm,
-        spec_scores,
-        write_config,
-        write_csv,
-    )
-except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import (
-        AS_OF,
-        SEGMENT_GRID,
-        invoke,
-        reference_features,
-        reference_scores,
-        run_rfm,
-        spec_scores,
-        write_config,
-        write_csv,
-    )
+from helpers_numbers import (
+    AS_OF,
+    SEGMENT_GRID,
+    invoke,
+    reference_features,
+    reference_scores,
+    run_rfm,
+    spec_scores,
+    write_config,
+    write_csv,
+)
 
 D = dt.date
 

@@ -48,7 +48,7 @@ from segcli.errors import WARNING_KINDS, ConfigError
 
 TierMethod = Literal["pareto", "cluster", "rule", "threshold"]
 GroupMetric = Literal["r_score", "f_score", "m_score", "recency_days", "frequency", "monetary", "avg_order_value"]
-Op = Literal["<", "<=", ">", ">=", "=="]
+Op = Literal["<", "<=", ">", ">=", "=="]  # vip_groups naming rules: symbols of segcli.rules.COMPARISONS
 Separator = Literal["", ",", ";", "tab", "\t", "|", "whitespace"]  # the keys of SEPARATORS
 
 SERVICE_FIELDS = (
@@ -59,9 +59,6 @@ SERVICE_FIELDS = (
     "channel",
     "goodwill_limit",
 )
-TIER_METHODS: tuple[str, ...] = typing.get_args(TierMethod)
-GROUP_METRICS: tuple[str, ...] = typing.get_args(GroupMetric)
-OPS: tuple[str, ...] = typing.get_args(Op)
 ROLES = ("customer_id", "date", "amount", "order_id", "currency")  # [input.columns] keys
 # input.separator values -> the separator used ("" = detect)
 SEPARATORS = {"": "", ",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|", "whitespace": "whitespace"}

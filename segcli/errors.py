@@ -1,4 +1,5 @@
-"""Errors raised by segcli's core; the CLI maps each to its exit code (SPEC §2)."""
+"""Errors and warnings of segcli's core: SegcliError subclasses, each with the exit code the CLI
+maps it to (SPEC §2), and RunWarning with its stable kinds (SPEC §6)."""
 
 from __future__ import annotations
 

@@ -26,19 +26,6 @@ def period_expr(date: pl.Expr, freq: str) -> pl.Expr:
     return days if freq == "D" else days.floordiv(7)
 
 
-def lifetimes_summary(tx: pl.LazyFrame, *, as_of: dt.date, freq: str, scale: int) -> pl.LazyFrame:
-    """Per customer with at least one purchase.
-
-    A period counts when it holds a purchase (an order dated in it, SPEC §3); its value is
-    the net sum of the orders dated in it, so an order's later line items and returns net
-    into the period of the order instead of falling into an uncounted one, plus the returns
-    that belong to no purchase and are dated in it. ``frequency`` = counted periods - 1;
-    ``recency`` / ``T`` = periods from the first counted period to the last / to as-of;
-    ``monetary_value`` = mean value of the counted periods after the first (0 if none).
-    """
-    return lifetimes_finish(lifetimes_periods(tx, freq), as_of=as_of, freq=freq, scale=scale)
-
-
 def lifetimes_periods(tx: pl.LazyFrame, freq: str) -> pl.LazyFrame:
     """The heavy part, which needs no as-of date: per customer, the counted periods, the
     first and last, and the value in minor units in all of them and in the first.
@@ -106,8 +93,15 @@ def lifetimes_table(inputs: list[str], cfg: Config, *, freq: str = "D",
                     memory_limit: int | None = None) -> LifetimesResult:
     """``segcli rfm --style lifetimes``: the summary of every customer with a purchase.
 
+    A period counts when it holds a purchase (an order dated in it, SPEC §3); its value is
+    the net sum of the orders dated in it, so an order's later line items and returns net
+    into the period of the order instead of falling into an uncounted one, plus the returns
+    that belong to no purchase and are dated in it. ``frequency`` = counted periods - 1;
+    ``recency`` / ``T`` = periods from the first counted period to the last / to as-of;
+    ``monetary_value`` = mean value of the counted periods after the first (0 if none).
+
     The periods are counted in the pass that checks the rows when it can (no as-of date is
-    needed for them), then finished with the as-of date.
+    needed for them, :func:`lifetimes_periods`), then finished with it (:func:`lifetimes_finish`).
 
     Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
     periods = functools.partial(lifetimes_periods, freq=freq)

@@ -1,4 +1,5 @@
-"""Transactions -> orders -> per-customer recency, frequency, monetary; scores and segments.
+"""Transactions -> orders -> per-customer recency, frequency, monetary and the money columns
+(avg_order_value, float or decimal); scores and segments.
 
 Money stays in integer minor units (``*_minor``, amount x 10^scale) so sums are exact and
 independent of the order rows arrive in; floats appear only in output columns.

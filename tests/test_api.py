@@ -260,3 +260,13 @@ def test_no_global_settings_change_on_import_or_chart(tmp_path: Path) -> None:
     run("pareto", SAMPLE, "--plot", tmp_path / "p.svg", "-q")
     assert before == (tabulate.WIDE_CHARS_MODE, tabulate.PRESERVE_WHITESPACE, tabulate.MIN_PADDING)
     assert dict(matplotlib.rcParams) == rc
+
+
+def test_config_operators_are_those_of_the_one_table() -> None:
+    import typing
+
+    from segcli.config import Op
+    from segcli.rules import COMPARISONS
+
+    assert set(typing.get_args(Op)) <= set(COMPARISONS)
+    assert COMPARISONS["<="](1, 2) and not COMPARISONS["!="](3, 3)

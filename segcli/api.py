@@ -40,7 +40,7 @@ import polars as pl
 from segcli import config as _config
 from segcli.config import Config
 from segcli.diff import departed_terms, tier_diff
-from segcli.errors import UsageError
+from segcli.errors import InputDataError, UsageError
 from segcli.io import name_input, read_assignments, scratch_dir
 from segcli.lifetimes import lifetimes_table
 from segcli.pipeline import Transactions, load_transactions, pareto_table, parse_size, rfm_table
@@ -121,11 +121,14 @@ def _as_frame(data: Any) -> pl.DataFrame | pl.LazyFrame | None:
     if isinstance(data, (pl.DataFrame, pl.LazyFrame)):
         return data
     module = type(data).__module__.split(".")[0]
-    if module == "pandas" and hasattr(data, "columns"):
-        return pl.from_pandas(data)
-    if module == "pyarrow" or hasattr(data, "__arrow_c_stream__"):
-        frame = pl.from_arrow(data)
-        return frame if isinstance(frame, pl.DataFrame) else frame.to_frame()
+    try:
+        if module == "pandas" and hasattr(data, "columns"):
+            return pl.from_pandas(data)
+        if module == "pyarrow" or hasattr(data, "__arrow_c_stream__"):
+            frame = pl.from_arrow(data)
+            return frame if isinstance(frame, pl.DataFrame) else frame.to_frame()
+    except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:  # pyarrow's errors are ValueError/TypeError
+        raise InputDataError(f"{FRAME_NAME}: cannot read the {module} table: {str(exc).splitlines()[0]}") from None
     return None
 
 
@@ -147,10 +150,15 @@ def _input_paths(inputs: Inputs, *, keep: bool = False) -> Iterator[list[str]]:
         raise TypeError(f"inputs must be a path, a list of paths or a data frame, not {type(inputs).__name__}")
     folder = Path(tempfile.mkdtemp(prefix="frame-", dir=scratch_dir()))
     path = str(folder / "frame.parquet")
-    if isinstance(frame, pl.LazyFrame):
-        frame.sink_parquet(path)  # streamed: the frame need not fit in memory
-    else:
-        frame.write_parquet(path)
+    try:
+        if isinstance(frame, pl.LazyFrame):
+            frame.sink_parquet(path)  # streamed: the frame need not fit in memory
+        else:
+            frame.write_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputDataError(f"{FRAME_NAME}: cannot read the frame: {first}") from None
     name_input(path, FRAME_NAME)
     try:
         yield [path]

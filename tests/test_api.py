@@ -159,6 +159,12 @@ def test_inputs_of_another_kind_are_a_type_error() -> None:
         segcli.segment(42)
 
 
+def test_a_frame_arrow_cannot_hold_is_a_data_error() -> None:
+    mixed = pd.DataFrame({"customer_id": ["A", 1], "order_date": ["2025-01-01", "2025-01-02"], "amount": [1, 2]})
+    with pytest.raises(InputDataError, match="^<DataFrame>: cannot read the pandas table"):
+        segcli.rfm(mixed)
+
+
 def test_config_as_a_path_and_keyword_options(tx_csv: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("[tiers]\nmax_share = 1.0\n", encoding="utf-8")

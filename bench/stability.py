@@ -10,13 +10,22 @@ exponential lifetime, then churn) is segmented as of each month end with a rolli
 * ``hysteresis``  - each month chained to the last one with ``--previous`` (keep_share 0.90);
 * ``incumbents``  - chained as well, with ``[tiers] incumbents_first = true`` (the default).
 
-All three start from the same month-0 run (the month end before the first one, no
+Issue 14 adds the tier lifecycle: ``--grace 0,30,60,90 --tenure 0,90,180`` adds one chained
+scenario ``g<grace>-t<tenure>`` per pair (``[tiers.lifecycle] grace_days``, ``min_tenure_days``;
+``g0-t0`` is the default config, the ``incumbents`` scenario) and a trade-off table: demotions of
+VIPs still buying against ``fresh``, demotions not flagged ``at_risk`` in the run before, the VIP
+revenue share, VIPs against the limit, month by month. ``--in-process`` runs segcli's
+``segment`` in this process (the same call the CLI makes) instead of one ``segcli`` process per
+run, which saves the start-up of each run on a busy machine.
+
+All scenarios start from the same month-0 run (the month end before the first one, no
 ``--previous``), so each reports 12 month-over-month transitions. The figures are computed from
 the written Parquet files with polars, cross-checked against ``segcli diff --json``, printed
 and written to ``bench/STABILITY.md``.
 
     .venv/bin/python bench/stability.py                  # default size: ~2-3 min
     .venv/bin/python bench/stability.py --customers 5000 --transactions 40000 --jobs 3
+    .venv/bin/python bench/stability.py --grace 0,30,60,90 --tenure 0,90,180 --in-process --no-diff-check
 
 Outputs (git-ignored) go to ``bench/data/stability/``: the export, and per report
 ``runs/<report name>/<scenario>/<as-of>.parquet`` (+ ``.log``) and ``figures.json``. The goal checked is the issue's: mean
@@ -63,6 +72,7 @@ SCENARIOS = {
     "incumbents": "`--previous` chained, default config (`incumbents_first = true`)",
 }
 LEAVE_REASONS = ("departed", "inactive", "no_purchase", "non_positive_revenue", "below_head", "capacity_cut")
+ACTIVE_DEMOTION = ("below_head", "capacity_cut")  # demoted while still buying (active, positive revenue)
 GUARD_TEXT = "guard.max_drop"
 NOTES_MARK = "<!-- notes below this line are kept when bench/stability.py rewrites this file -->"
 
@@ -78,6 +88,14 @@ def month_ends(last: dt.date, n: int) -> list[dt.date]:
         out.append(nxt - dt.timedelta(days=1))
         y, m = (y, m - 1) if m > 1 else (y - 1, 12)
     return out[::-1]
+
+
+def int_list(text: str) -> list[int]:
+    """``0,30,60`` -> [0, 30, 60]."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated whole days, e.g. 0,30,60") from None
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, object]]:
@@ -185,6 +203,35 @@ def run_segment(args: argparse.Namespace, data: Path, out: Path, as_of: dt.date,
     return run
 
 
+def run_segment_in_process(args: argparse.Namespace, data: Path, out: Path, as_of: dt.date, *,
+                           previous: Path | None, config: Path | None, scenario: str) -> Run:
+    """The same run as :func:`run_segment`, through segcli's API in this process: the
+    config with the as-of date and window, ``--previous`` read, ``segment``, the file
+    written; ``--force`` when the shrink guard trips."""
+    from segcli.config import load_config
+    from segcli.errors import InputDataError
+    from segcli.io import read_assignments, write_table
+    from segcli.pipeline import segment
+
+    cfg = load_config(config, {"analysis.as_of": as_of.isoformat(), "analysis.window_days": args.window_days})
+    prev_df, prev_meta = read_assignments(str(previous)) if previous is not None else (None, None)
+    run = Run(scenario, as_of, out)
+    t0 = time.perf_counter()
+    try:
+        result = segment([str(data)], cfg, previous=prev_df, previous_meta=prev_meta)
+    except InputDataError as exc:
+        if GUARD_TEXT not in exc.message or previous is None:
+            raise
+        run.guard_tripped = " ".join([exc.message, *exc.details])[:400]
+        result = segment([str(data)], cfg, previous=prev_df, previous_meta=prev_meta, force=True)
+    write_table(result.assignments, str(out), meta=result.record)
+    run.seconds = time.perf_counter() - t0
+    run.warnings = [f"segcli: warning: {w}" for w in result.warnings]
+    out.with_suffix(".log").write_text(f"in process: {scenario} {as_of} previous={previous}\n"
+                                       + "\n".join(run.warnings) + "\n")
+    return run
+
+
 def run_chain(args: argparse.Namespace, data: Path, scenario: str, seed_run: Path, months: list[dt.date],
               config: Path | None) -> list[Run]:
     """Months 1..n of one scenario; ``fresh`` ignores the previous month, the others chain."""
@@ -192,8 +239,8 @@ def run_chain(args: argparse.Namespace, data: Path, scenario: str, seed_run: Pat
     for as_of in months:
         out = args.runs_dir / scenario / f"{as_of.isoformat()}.parquet"
         chained = scenario != "fresh"
-        run = run_segment(args, data, out, as_of, previous=prev if chained else None,
-                          config=config, scenario=scenario)
+        runner = run_segment_in_process if args.in_process else run_segment
+        run = runner(args, data, out, as_of, previous=prev if chained else None, config=config, scenario=scenario)
         runs.append(run)
         prev = out
         print(f"  {scenario:<11} {as_of}  {run.seconds:5.1f}s" + ("  (guard tripped: --force)" if run.guard_tripped else ""),
@@ -205,7 +252,40 @@ def run_chain(args: argparse.Namespace, data: Path, scenario: str, seed_run: Pat
 
 
 def read(path: Path) -> pl.DataFrame:
-    return pl.read_parquet(path, columns=["customer_id", "tier", "reason", "monetary"])
+    names = pl.read_parquet_schema(path)
+    return pl.read_parquet(path, columns=["customer_id", "tier", "reason", "monetary"]
+                           + [c for c in ("at_risk",) if c in names])
+
+
+def lifecycle_figures(prev: pl.DataFrame, cur: pl.DataFrame, limit: int) -> dict[str, object]:
+    """Issue 14's figures of one transition: VIPs of ``prev`` demoted while still buying (now
+    standard by ``below_head`` or ``capacity_cut``), those of them ``prev`` had not flagged
+    ``at_risk``, the VIPs kept by grace and tenure, at risk, and against the limit L."""
+    prev_vip = prev.filter(pl.col("tier") == ZHIXIN).select(
+        "customer_id", warned=pl.col("at_risk").fill_null(False) if "at_risk" in prev.columns else pl.lit(False))
+    demoted = prev_vip.join(cur.select("customer_id", "tier", "reason"), on="customer_id", how="inner").filter(
+        (pl.col("tier") == YUXIN) & pl.col("reason").is_in(ACTIVE_DEMOTION))
+    vip = cur.filter(pl.col("tier") == ZHIXIN)
+    reasons = Counter(vip["reason"].to_list())
+    return {
+        "active_demoted": demoted.height,
+        "active_demotion": demoted.height / prev_vip.height if prev_vip.height else 0.0,
+        "unwarned": demoted.filter(~pl.col("warned")).height,
+        "unwarned_ids": demoted.filter(~pl.col("warned"))["customer_id"].head(5).to_list(),
+        "in_grace": reasons.get("in_grace", 0), "min_tenure": reasons.get("min_tenure", 0),
+        "at_risk": int(vip["at_risk"].sum()) if "at_risk" in vip.columns else 0,
+        "limit": limit, "over_limit": vip.height > limit,
+    }
+
+
+def vip_limit_of(present: int, overrides: dict[str, dict[str, object]]) -> int:
+    """L = min(capacity, floor(max_share * N)) of a scenario's config (defaults 0.20, none)."""
+    from fractions import Fraction
+
+    tiers = overrides.get("tiers", {})
+    by_share = int(Fraction(str(tiers.get("max_share", 0.20))) * present)
+    capacity = int(tiers.get("capacity", 0))  # type: ignore[call-overload]
+    return min(capacity, by_share) if capacity else by_share
 
 
 def transition(prev: pl.DataFrame, cur: pl.DataFrame) -> dict[str, object]:
@@ -267,6 +347,58 @@ def diff_check(args: argparse.Namespace, prev: Path, cur: Path, m: dict[str, obj
 # --------------------------------------------------------------------------- report
 
 
+def lifecycle_section(ctx: dict, metrics: dict[str, list[dict]], summ: dict[str, dict], months: list[dt.date],
+                      scen: list[str]) -> list[str]:
+    """Issue 14: the grace x tenure trade-off against the fresh reference, the goal per
+    scenario, and the VIP count month to month."""
+    mean = lambda xs: sum(xs) / len(xs) if xs else 0.0  # noqa: E731
+    fresh = metrics.get("fresh")
+    out = ["## Tier lifecycle: grace and tenure (issue 14)\n",
+           "Each `g<grace>-t<tenure>` scenario is chained with `[tiers.lifecycle] grace_days` and "
+           "`min_tenure_days` (`g0-t0` is the default config). *Demotions of active VIPs* = last month's VIPs now "
+           "standard by `below_head` or `capacity_cut` (still buying, positive revenue), per month as a share of "
+           "last month's VIPs; *not flagged* = of those, the ones last month's run had not marked `at_risk`; "
+           "*Δ share* = VIP revenue share minus the fresh run's, same month; *over L* = months with more VIPs "
+           "than L = ⌊max_share·N⌋ (N = customers present).\n"]
+    rows, goals = [], []
+    fresh_dem = mean([m["active_demotion"] for m in fresh]) if fresh else 0.0
+    for s in scen:
+        ms = metrics[s]
+        g, t = ctx["grid"].get(s, (None, None))
+        dem = mean([m["active_demotion"] for m in ms])
+        diffs = [b["vip_share"] - a["vip_share"] for a, b in zip(fresh, ms)] if fresh else []
+        ratio = dem / fresh_dem if fresh_dem else float("nan")
+        unwarned = sum(m["unwarned"] for m in ms)
+        over = sum(bool(m["over_limit"]) for m in ms)
+        rows.append([s, "–" if g is None else g, "–" if t is None else t, round(summ[s]["vips"]),
+                     pct(summ[s]["vip_churn"]), sum(m["active_demoted"] for m in ms), pct(dem),
+                     "–" if s == "fresh" else f"{ratio:.3f}", unwarned, round(mean([m["in_grace"] for m in ms])),
+                     round(mean([m["min_tenure"] for m in ms])), round(mean([m["at_risk"] for m in ms])),
+                     pct(summ[s]["vip_share"]), f"{100 * mean(diffs):+.2f}" if diffs else "–",
+                     f"{100 * max(map(abs, diffs)):.2f}" if diffs else "–", over])
+        if s != "fresh" and fresh:
+            goals.append([s, "yes" if ratio <= 0.25 else "**no**", "yes" if abs(mean(diffs)) <= 0.01 else "**no**",
+                          "yes" if max(map(abs, diffs)) <= 0.02 else "**no**",
+                          "–" if not g else ("yes" if unwarned == 0 else f"**no** ({unwarned})"),
+                          "yes" if over == 0 else f"**no** ({over})"])
+    out.append(md_table(["scenario", "grace_days", "min_tenure_days", "VIPs (mean)", "VIP churn / month",
+                         "demotions of active VIPs (sum)", "… / month", "ratio to fresh", "not flagged at_risk before",
+                         "in_grace (mean)", "min_tenure (mean)", "at_risk (mean)", "VIP revenue share",
+                         "mean Δ share (pp)", "max \\|Δ\\| (pp)", "months over L"], rows))
+    out.append("")
+    if goals:
+        out.append("### Goal: active-VIP demotions ≤ ¼ of fresh, mean share within 1 pp, never over 2 pp, "
+                   "every demotion flagged before (grace > 0), never over L\n")
+        out.append(md_table(["scenario", "demotions ≤ ¼", "mean Δ ≤ 1 pp", "max \\|Δ\\| ≤ 2 pp",
+                             "flagged before", "within L"], goals))
+        out.append("")
+    out.append("### VIP count month to month\n")
+    out.append(md_table(["as of", *scen], [[str(months[i + 1]), *(metrics[s][i]["vips"] for s in scen)]
+                                            for i in range(len(months) - 1)]))
+    out.append("")
+    return out
+
+
 def build_report(ctx: dict, metrics: dict[str, list[dict]], runs: dict[str, list[Run]], months: list[dt.date],
                  cross: list[str], n_checked: int) -> tuple[str, dict]:
     scen = [s for s in SCENARIOS if s in metrics]
@@ -306,7 +438,7 @@ def build_report(ctx: dict, metrics: dict[str, list[dict]], runs: dict[str, list
     out: list[str] = []
     w = out.append
     w("# Tier stability under noise: 12 monthly runs with and without `--previous`\n")
-    w("Issue 4, item 6. Generated by `bench/stability.py` (rerun it rather than editing the figures; "
+    w(("Issue 4, item 6, and issue 14 (the tier lifecycle). " if ctx["grid"] else "Issue 4, item 6. ") + "Generated by `bench/stability.py` (rerun it rather than editing the figures; "
       "notes at the end of the file are kept):\n")
     w("```sh\n" + ctx["command"] + "\n```\n")
     w(f"- **Data**: `sample_data/generate.py` seed {ctx['seed']}: {ctx['rows']:,} transaction rows, "
@@ -323,7 +455,9 @@ def build_report(ctx: dict, metrics: dict[str, list[dict]], runs: dict[str, list
          "default config otherwise (Pareto head 0.80, keep_share 0.90, max_share 0.20, active_days 365, no capacity)")
       + (f"; for the chained scenarios only (not the fresh reference): {ctx['chained_overrides']}"
          if ctx["chained_overrides"] else "")
-      + f". {ctx['n_runs']} `segcli segment` runs, {ctx['jobs']} at a time.")
+      + f". {ctx['n_runs']} `segcli segment` runs"
+      + (" (in process: segcli's own `segment` call, as the CLI makes it)" if ctx["in_process"] else "")
+      + f", {ctx['jobs']} at a time.")
     w(f"- **segcli** {ctx['version']} at git {ctx['git_head'][:7]}{' + uncommitted changes in segcli/' if ctx['dirty'] else ''} "
       f"(sources hash {ctx['hash_start']}{'' if ctx['hash_start'] == ctx['hash_end'] else ', CHANGED during the run to ' + ctx['hash_end'] + ': figures may mix versions'}).")
     w(f"- **Wall time**: {ctx['wall']:.0f} s in all ({ctx['gen_seconds']:.1f} s data{' (reused)' if ctx['reused'] else ''}, "
@@ -365,8 +499,13 @@ def build_report(ctx: dict, metrics: dict[str, list[dict]], runs: dict[str, list
                     "changed-tier ratio"], rows))
         w("")
 
+    if ctx["grid"]:
+        out.extend(lifecycle_section(ctx, metrics, summ, months, scen))
     w("## Per month\n")
-    for s in scen:
+    if len(ctx["detail"]) < len(scen):
+        w("Per-month tables for " + ", ".join(f"`{s}`" for s in ctx["detail"]) + " (`--detail` names others); "
+          "every scenario's figures are in `figures.json` beside the runs.\n")
+    for s in (x for x in scen if x in ctx["detail"]):
         w(f"### {s}: {SCENARIOS[s]}\n")
         rows = []
         for i, (m, r) in enumerate(zip(metrics[s], runs[s])):
@@ -459,15 +598,30 @@ def main() -> int:
                    metavar="SECTION.KEY=VALUE",
                    help="config override for the chained scenarios only (the fresh reference keeps --set "
                         "alone), e.g. to try a different hysteresis band against the default policy")
-    p.add_argument("--scenarios", default=",".join(SCENARIOS),
-                   help="comma-separated subset of: " + ", ".join(SCENARIOS))
+    p.add_argument("--scenarios", default=None,
+                   help="comma-separated subset of: " + ", ".join(SCENARIOS) + " and the g<grace>-t<tenure> of "
+                        "--grace/--tenure [default: all three, or fresh and the grid with --grace/--tenure]")
+    p.add_argument("--grace", type=int_list, default=None, metavar="DAYS,...",
+                   help="issue 14: a chained scenario per grace_days x min_tenure_days pair, e.g. 0,30,60,90")
+    p.add_argument("--tenure", type=int_list, default=None, metavar="DAYS,...",
+                   help="min_tenure_days of the grid, e.g. 0,90,180 [default: 0]")
+    p.add_argument("--warn-days", type=int, default=None, help="[tiers.lifecycle] warn_days of the grid scenarios")
+    p.add_argument("--detail", default=None, metavar="SCENARIO,...",
+                   help="scenarios with a per-month table [default: all, or fresh and two of the grid]")
+    p.add_argument("--in-process", action="store_true",
+                   help="run segcli's segment in this process (no segcli start-up per run)")
     p.add_argument("--jobs", type=int, default=1, help="scenarios run concurrently (each chain is sequential)")
     p.add_argument("--segcli", type=Path, default=REPO / ".venv" / "bin" / "segcli", help="segcli executable")
     p.add_argument("--no-diff-check", action="store_true", help="skip the `segcli diff --json` cross-check")
     p.add_argument("--regenerate", action="store_true", help="regenerate the export even if it exists")
     p.add_argument("--report", type=Path, default=REPORT, help="markdown report to write")
     args = p.parse_args()
-    scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    grid = {f"g{g}-t{t}": (g, t) for g in (args.grace or [0]) for t in (args.tenure or [0])} \
+        if (args.grace is not None or args.tenure is not None) else {}
+    for name, (g, t) in grid.items():
+        SCENARIOS[name] = f"`--previous` chained, `grace_days = {g}`, `min_tenure_days = {t}`"
+    chosen = args.scenarios or ",".join(["fresh", *grid] if grid else ["fresh", "hysteresis", "incumbents"])
+    scenarios = [s.strip() for s in chosen.split(",") if s.strip()]
     if unknown := set(scenarios) - set(SCENARIOS):
         p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     try:
@@ -508,11 +662,15 @@ def main() -> int:
     for s in ["month0", *scenarios]:
         (runs_dir / s).mkdir(parents=True)
     scen_overrides = {s: overrides if s in ("month0", "fresh") else chained_overrides for s in ["month0", *scenarios]}
+    for s, (g, t) in grid.items():
+        if s in scen_overrides:
+            lifecycle = {"grace_days": g, "min_tenure_days": t, **({"warn_days": args.warn_days} if args.warn_days is not None else {})}
+            scen_overrides[s] = {**{k: dict(v) for k, v in chained_overrides.items()}, "tiers.lifecycle": lifecycle}
     configs = {s: write_config(runs_dir / f"{s}.toml", o, incumbents={"hysteresis": False, "incumbents": True}.get(s)) for s, o in scen_overrides.items()}
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     print(f"month 0: {months[0]}", file=sys.stderr, flush=True)
-    seed_run = run_segment(args, data, runs_dir / "month0" / f"{months[0].isoformat()}.parquet", months[0],
+    seed_run = (run_segment_in_process if args.in_process else run_segment)(args, data, runs_dir / "month0" / f"{months[0].isoformat()}.parquet", months[0],
                            previous=None, config=configs["month0"], scenario="month0")
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = {s: pool.submit(run_chain, args, data, s, seed_run.path, months[1:],
@@ -532,6 +690,7 @@ def main() -> int:
         for r in runs[s]:
             cur = read(r.path)
             m = transition(prev, cur)
+            m.update(lifecycle_figures(prev, cur, vip_limit_of(int(m["customers"]), scen_overrides[s])))  # type: ignore[call-overload]
             metrics[s].append(m)
             if not args.no_diff_check:
                 n_checked += 1
@@ -549,6 +708,9 @@ def main() -> int:
         "window_days": args.window_days,
         "overrides": ", ".join(f"`{o.strip()}`" for o in args.overrides),
         "chained_overrides": ", ".join(f"`{o.strip()}`" for o in args.chained_overrides),
+        "grid": grid, "in_process": args.in_process,
+        "detail": [d.strip() for d in args.detail.split(",")] if args.detail else
+        (scenarios if len(scenarios) <= 3 else scenarios[:3]),
         "max_share": {s: float(o.get("tiers", {}).get("max_share", 0.20)) for s, o in scen_overrides.items()}, "n_runs": 1 + sum(len(v) for v in runs.values()),
         "jobs": max(1, args.jobs),
         "version": subprocess.run([str(args.segcli), "--version"], capture_output=True, text=True).stdout.strip(),

@@ -25,6 +25,7 @@ __version__ = "1.0.0"
 _EXPORTS = {
     "load_config": "segcli.api", "read_transactions": "segcli.api", "segment": "segcli.api", "rfm": "segcli.api",
     "pareto": "segcli.api", "lifetimes_summary": "segcli.api", "diff": "segcli.api", "validate": "segcli.api",
+    "explain": "segcli.api", "ExplainResult": "segcli.explain",
     "Inputs": "segcli.api", "Config": "segcli.config", "Transactions": "segcli.pipeline",
     "SegmentResult": "segcli.results", "RfmResult": "segcli.results", "ParetoResult": "segcli.results",
     "LifetimesResult": "segcli.results", "DiffResult": "segcli.results", "ValidationResult": "segcli.results",
@@ -34,8 +35,9 @@ _EXPORTS = {
 }
 __all__ = [
     "__version__", "load_config", "read_transactions", "segment", "rfm", "pareto", "lifetimes_summary", "diff",
-    "validate", "Inputs", "Config", "Transactions", "SegmentResult", "RfmResult", "ParetoResult", "LifetimesResult",
-    "DiffResult", "ValidationResult", "RunWarning", "SegcliError", "UsageError", "InputDataError", "InputMissingError",
+    "validate", "explain", "Inputs", "Config", "Transactions", "SegmentResult", "RfmResult", "ParetoResult",
+    "LifetimesResult", "DiffResult", "ValidationResult", "ExplainResult", "RunWarning", "SegcliError", "UsageError",
+    "InputDataError", "InputMissingError",
     "OutputError", "ConfigError",
 ]
 
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from segcli.api import (
         Inputs,
         diff,
+        explain,
         lifetimes_summary,
         load_config,
         pareto,
@@ -61,6 +64,7 @@ if TYPE_CHECKING:
         SegcliError,
         UsageError,
     )
+    from segcli.explain import ExplainResult
     from segcli.pipeline import Transactions
     from segcli.results import (
         DiffResult,

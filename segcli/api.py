@@ -41,6 +41,8 @@ from segcli import config as _config
 from segcli.config import Config
 from segcli.diff import departed_terms, tier_diff
 from segcli.errors import InputDataError, UsageError
+from segcli.explain import ExplainResult
+from segcli.explain import explain as _explain
 from segcli.io import name_input, read_assignments, scratch_dir
 from segcli.lifetimes import lifetimes_table
 from segcli.pipeline import Transactions, load_transactions, pareto_table, parse_size, rfm_table
@@ -57,8 +59,8 @@ from segcli.results import (
 
 __all__ = [
     "load_config", "read_transactions", "segment", "rfm", "pareto", "lifetimes_summary", "diff", "validate",
-    "Inputs", "Transactions", "SegmentResult", "RfmResult", "ParetoResult", "LifetimesResult", "DiffResult",
-    "ValidationResult",
+    "explain", "Inputs", "Transactions", "SegmentResult", "RfmResult", "ParetoResult", "LifetimesResult",
+    "DiffResult", "ValidationResult", "ExplainResult",
 ]
 
 PathLike: TypeAlias = str | os.PathLike[str]
@@ -371,3 +373,37 @@ def diff(prev: Assignments, curr: Assignments, *, force: bool = False,
                              hint="give the earlier run first: segcli diff PREV CURR, or pass --force")
     d = tier_diff(prev_df, curr_df, prev_name=prev_name, curr_name=curr_name, departed=departed_terms(curr_meta))
     return DiffResult(d, prev_name, curr_name, [forced] if forced else [], tier_changes_only)
+
+
+def explain(assignments: Assignments, customer_ids: str | Sequence[str], *,
+            record: dict[str, Any] | None = None) -> ExplainResult:
+    """Why each customer has its tier (``segcli explain``): the rule behind the reason, the
+    figures it compared and the distance to the other tier, from the assignments and their
+    run record alone (SPEC §4).
+
+    Parameters
+    ----------
+    assignments:
+        An assignments file segcli wrote (its run record is read with it), or its frame.
+    customer_ids:
+        The customers to explain, in the order wanted (one id or several).
+    record:
+        The run record when ``assignments`` is a frame (without it the decision figures are
+        derived from the rows and the default config).
+
+    Returns
+    -------
+    ExplainResult
+        ``explanations`` (tier, reason, sentences and figures per customer) in the order
+        asked, ``unknown`` (the ids the assignments lack; the CLI makes them exit 65);
+        ``document()``.
+
+    Raises
+    ------
+    InputDataError, InputMissingError
+        On a missing file or one that is not an assignments file.
+    """
+    ids = [customer_ids] if isinstance(customer_ids, str) else [str(c) for c in customer_ids]
+    if isinstance(assignments, pl.DataFrame):
+        return _explain(assignments, ids, record=record)
+    return _explain(os.fspath(assignments), ids)

@@ -9,6 +9,7 @@ and its exit code; anything else is ``segcli: internal error`` (exit 1).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import inspect
 import json
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import polars as pl
 import tomli_w
@@ -31,9 +32,11 @@ from tabulate import tabulate_formats
 from segcli import __version__, api
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, json_schema, load_config
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
-from segcli.io import check_output_path, read_assignments, write_table, write_text
+from segcli.explain import cut_points_table, render_explanations
+from segcli.io import check_output_path, read_assignments, read_record, write_table, write_text, write_workbook
 from segcli.pipeline import MEMORY_LIMIT_ENV, parse_size
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
+from segcli.postgres import command_line_inputs, command_line_output, is_database, write_rejects_table
 from segcli.report import render, render_concentration, render_diff, render_run, summarize
 from segcli.usage import SegcliCommand, SegcliGroup
 
@@ -61,6 +64,7 @@ class Grouping(str, Enum):
     vip_group = "vip_group"
     rfm_segment = "rfm_segment"
     cluster = "cluster"
+    reason = "reason"
 
 
 class Style(str, Enum):
@@ -110,7 +114,7 @@ SheetOpt = Annotated[str | None, _option(
     "--sheet", help="Excel: the sheet to read, by name or 1-based position [default: the first].")]
 HeaderRowOpt = Annotated[int | None, _option(
     "--header-row", min=1,
-    help="Excel: the row holding the header, as the spreadsheet numbers it (e.g. 3 below two title rows).")]
+    help="The row (CSV: line) holding the header, as the file numbers it (e.g. 3 below two title rows).")]
 SeparatorOpt = Annotated[str | None, _option(
     "--separator", help="Text input field separator: , ; tab | or whitespace [default: detected].")]
 ColumnOpt = Annotated[list[str] | None, _option(
@@ -136,6 +140,26 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of inte
 OutEncodingOpt = Annotated[CsvEncoding | None, _option("--output-encoding", help="Encoding of CSV output.")]
 
 
+class WriteMode(str, Enum):
+    REPLACE = "replace"
+    APPEND = "append"
+
+
+# PostgreSQL (SPEC §8): what a postgresql:// input reads, how a postgresql:// output is written
+TableOpt = Annotated[str | None, _option("--table", help="postgresql:// input: the table to read, schema.table.")]
+QueryOpt = Annotated[str | None, _option("--query", help="postgresql:// input: a SELECT to read instead of a table.")]
+ModeOpt = Annotated[WriteMode, typer.Option(
+    "--mode", help="postgresql://...#schema.table output: replace the table, or append (one set of rows per as-of "
+                   "date).")]
+
+
+def _database_output(output: str | None, mode: WriteMode) -> str | None:
+    """-o postgresql://...: the password masked in every message; --mode needs such an output."""
+    if mode is WriteMode.APPEND and not (output and is_database(output)):
+        raise UsageError("--mode append needs a postgresql://...#schema.table output")
+    return command_line_output(output)
+
+
 @dataclass(frozen=True)
 class InputOptions:
     """The options of every command that reads transactions (SPEC §2), declared once.
@@ -157,6 +181,8 @@ class InputOptions:
     allow: list[str] | None = None
     threads: int | None = None  # applied by segcli.__main__ before Polars starts; here for --help and its check
     memory_limit: str | None = None
+    db_table: str | None = None  # --table: what a postgresql:// input reads
+    db_query: str | None = None  # --query: a SELECT a postgresql:// input reads instead
 
     def load_config(self) -> Config:
         """The config file with these options over it (a bad flag value is a usage error)."""
@@ -170,12 +196,18 @@ class InputOptions:
         limit = self.memory_limit
         return parse_size(limit) if limit is not None and limit.strip() else None
 
+    def inputs(self, inputs: list[str]) -> list[str]:
+        """The command line's inputs with --table/--query attached to a postgresql:// input
+        and its password masked (:func:`segcli.postgres.command_line_inputs`)."""
+        return command_line_inputs(inputs, table=self.db_table, query=self.db_query)
+
 
 NO_INPUT_OPTIONS = InputOptions()
 _INPUT_OPTIONS: dict[str, Any] = {
     "config": ConfigOpt, "as_of": AsOfOpt, "window_days": WindowOpt, "encoding": EncodingOpt, "sheet": SheetOpt,
     "header_row": HeaderRowOpt, "separator": SeparatorOpt, "column": ColumnOpt, "max_invalid": MaxInvalidOpt,
     "strict": StrictOpt, "allow": AllowOpt, "threads": ThreadsOpt, "memory_limit": MemoryOpt,
+    "db_table": TableOpt, "db_query": QueryOpt,
 }
 
 
@@ -207,6 +239,19 @@ def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
 
 
+# errors of a write the system refused, which are exit 73 wherever they surface
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EBADF}
+
+
+def _internal_error(exc: Exception, debug: bool | None) -> NoReturn:
+    _err(f"segcli: internal error: {type(exc).__name__}: {exc}")
+    if debug:
+        traceback.print_exc()
+    else:
+        _err("  run again with --debug for the traceback")
+    raise typer.Exit(1) from None
+
+
 def handle_errors(fn: F) -> F:
     """Map core errors to one ``segcli: error:`` line, details and the SPEC's exit code."""
 
@@ -223,13 +268,15 @@ def handle_errors(fn: F) -> F:
             raise
         except BrokenPipeError:
             raise
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                _internal_error(exc, kwargs.get("debug"))
+            # a write the system refused (disk full, /dev/full, read-only, closed stdout): exit 73
+            # file writes go through atomic_set (OutputError) or name their file: the rest is stdout
+            _err(f"segcli: error: cannot write {exc.filename or 'to standard output'}: {exc.strerror or exc}")
+            raise typer.Exit(OutputError.exit_code) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into exit 1
-            _err(f"segcli: internal error: {type(exc).__name__}: {exc}")
-            if kwargs.get("debug"):
-                traceback.print_exc()
-            else:
-                _err("  run again with --debug for the traceback")
-            raise typer.Exit(1) from None
+            _internal_error(exc, kwargs.get("debug"))
 
     return wrapper  # type: ignore[return-value]
 
@@ -347,18 +394,16 @@ def _emit(text: str, *, to_stderr: bool) -> None:
 
 
 def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
-    """Write the rows --max-invalid let through beside the output; a rejects file left by an
-    earlier run is removed, so the one beside an output always belongs to it."""
-    if out is None:
+    """Where the rows --max-invalid let through were written: beside the output, in the same
+    set as it (``write_table``), so that a rejects file always belongs to its output; for a
+    database output, the table ``<table>_rejects`` (dropped when there are none)."""
+    if out is not None and is_database(out):
+        return write_rejects_table(rejects, out)
+    if out is None or rejects is None:
         return None
     if out == "-":  # the invalid_rows warning said they are not written (_rejects_where)
         return None
-    path = Path(f"{out}.rejects.csv")
-    if rejects is None:
-        path.unlink(missing_ok=True)
-        return None
-    write_table(rejects, str(path), meta=None)
-    return str(path)
+    return f"{out}.rejects.csv"
 
 
 def _chart_font(font: str | None, cfg: Config, quiet: bool, *, required: bool = False) -> Path | None:
@@ -391,7 +436,7 @@ def segment_cmd(
     force: Annotated[bool, typer.Option(
         "--force", help="Go on even when the data shrank more than guard.max_drop against --previous, or "
                         "--previous is not an earlier run.")] = False,
-    opts: InputOptions = NO_INPUT_OPTIONS,
+    opts: InputOptions = NO_INPUT_OPTIONS, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -400,6 +445,7 @@ def segment_cmd(
     Example: segcli segment sample_data/transactions.csv -o assignments.parquet
     """
     limit = opts.memory_bytes()
+    inputs, output = opts.inputs(inputs), _database_output(output, mode)
     _one_stdout_document(output, as_json)
     cfg = opts.load_config()
     if output is not None:
@@ -413,8 +459,8 @@ def segment_cmd(
         if output is not None:
             if output != "-":
                 progress(f"writing {output}")
-            write_table(result.assignments, output, meta=result.record,
-                        csv_encoding=_csv_encoding(output_encoding, cfg))
+            write_table(result.assignments, output, meta=result.record, rejects=result.rejects,
+                        csv_encoding=_csv_encoding(output_encoding, cfg), mode=mode.value)
             rejects = _write_rejects(result.rejects, output)
     finally:
         progress.done()
@@ -444,7 +490,7 @@ def rfm_cmd(
                         "frequency/recency/T/monetary_value for CLV models.")] = Style.segcli,
     freq: Annotated[Freq, typer.Option(
         "--freq", help="Period for --style lifetimes: D (day) or W (Monday-start week).")] = Freq.D,
-    opts: InputOptions = NO_INPUT_OPTIONS,
+    opts: InputOptions = NO_INPUT_OPTIONS, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -453,6 +499,7 @@ def rfm_cmd(
     Example: segcli rfm export.csv -o rfm.csv --style lifetimes --freq W
     """
     limit = opts.memory_bytes()
+    inputs, output = opts.inputs(inputs), _database_output(output, mode)
     _one_stdout_document(output, as_json)
     cfg = opts.load_config()
     if output is not None:
@@ -468,7 +515,8 @@ def rfm_cmd(
             progress.done()
     _warn(_rejects_where(result.warnings, output), quiet)
     if output is not None:
-        write_table(result.table, output, meta=result.record, csv_encoding=_csv_encoding(output_encoding, cfg))
+        write_table(result.table, output, meta=result.record, rejects=result.rejects,
+                    csv_encoding=_csv_encoding(output_encoding, cfg), mode=mode.value)
         _write_rejects(result.rejects, output)
         if output == "-":
             return
@@ -501,6 +549,7 @@ def pareto_cmd(
     Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
     limit = opts.memory_bytes()
+    inputs = opts.inputs(inputs)
     cfg = opts.load_config()
     if plot is not None:
         plot_format(plot)
@@ -521,26 +570,52 @@ def pareto_cmd(
 @handle_errors
 def summary_cmd(
     assignments: Annotated[str, typer.Argument(
-        help="An assignments file written by segcli segment.", show_default=False)],
+        help="An assignments file written by segcli segment (any segcli output with --record).", show_default=False)],
     by: Annotated[Grouping, typer.Option(
-        "--by", help="Group by tier, vip_group, rfm_segment or cluster.")] = Grouping.tier,
+        "--by", help="Group by tier, vip_group, rfm_segment (with the score cut points), cluster or reason.")
+    ] = Grouping.tier,
     output: Annotated[str | None, _option(
-        "--output", "-o", help="Write the table to a file instead of stdout.")] = None,
+        "--output", "-o",
+        help="Write to a file, by extension: .csv, .json, .md, .xlsx (a workbook), else the table text.")] = None,
+    record: Annotated[bool, typer.Option(
+        "--record", help="Print the run record (JSON) of any file segcli wrote, instead of a table.")] = False,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Summary table of an assignments file: customers, revenue shares, recency, service terms.
 
     Example: segcli summary assignments.parquet --by vip_group --format github
     """
-    df, _meta = read_assignments(assignments)
-    if by.value not in df.columns:
-        raise InputDataError(f"{assignments}: no column {by.value!r} to group by")
-    text = render(summarize(df, by.value), _table_format(fmt, as_json))
     if output is not None:
         check_output_path(output, [assignments])
-        write_text(text, output)
-    else:
+    if record:
+        meta = read_record(assignments)
+        if not meta:
+            raise InputDataError(f"{assignments}: no segcli run record (Parquet metadata key 'segcli' or "
+                                 f"{Path(assignments).name}.meta.json beside it)")
+        text = json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True, default=str) + "\n"
+        if output is not None:
+            write_text(text, output)
+        else:
+            sys.stdout.write(text)
+        return
+    df, meta = read_assignments(assignments)
+    if by.value not in df.columns:
+        raise InputDataError(f"{assignments}: no column {by.value!r} to group by")
+    table = summarize(df, by.value)
+    if output is not None and Path(output).suffix.lower() == ".xlsx":
+        write_workbook(table, output, sheet=f"by {by.value}")
+        return
+    # SPEC §2: a file's extension decides; --format for stdout and other names (.txt, ...)
+    kind = {".csv": "csv", ".json": "json", ".md": "github"}.get(Path(output).suffix.lower()) if output else None
+    fmt = kind or _table_format(fmt, as_json)
+    text = render(table, fmt)
+    cuts = cut_points_table(meta) if by is Grouping.rfm_segment and fmt not in ("csv", "json") else None
+    if cuts is not None:
+        text += "\n" + render(cuts, fmt, title="score cut points (run record): the value range of each score")
+    if output is None:
         sys.stdout.write(text)
+    else:
+        write_text(text, output)
 
 
 @app.command("diff", cls=SegcliCommand)
@@ -593,7 +668,7 @@ def validate_cmd(
     Example: segcli validate export.csv --strict
     """
     limit = opts.memory_bytes()
-    result = api.validate(inputs, opts.load_config(), memory_limit=limit)
+    result = api.validate(opts.inputs(inputs), opts.load_config(), memory_limit=limit)
     _warn(_rejects_where(result.warnings, None, writes=False), quiet)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
@@ -675,13 +750,14 @@ def export_cmd(
                           "config's [export.NAME].")],
     output: Annotated[str, _option(
         "--output", "-o",
-        help="Folder to write (replaced atomically; an existing one must be an earlier export unless --force).")],
+        help="Folder to write (replaced atomically; an existing one must be an earlier export unless --force); "
+             "with --profile generic also postgresql://...#schema.table.")],
     changes_from: Annotated[str | None, _option(
         "--changes-from", help="Previous assignments file: export only the customers whose exported fields changed, "
                                "and the departed.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Replace an -o segcli did not write; accept a --changes-from that is not earlier.")] = False,
-    config: ConfigOpt = None,
+    config: ConfigOpt = None, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Hand the tiers to a CRM or help desk: records shaped for it, the tier policy, a manifest.
@@ -692,9 +768,10 @@ def export_cmd(
     from segcli.pipeline import created_timestamp
 
     cfg = _config(config)
+    output = _database_output(output, mode) or output
     created = created_timestamp() if os.environ.get("SOURCE_DATE_EPOCH") else None
     result = export_assignments(assignments, profile=profile, out_dir=output, config=cfg, changes_from=changes_from,
-                                force=force, created_at=created)
+                                force=force, created_at=created, mode=mode.value)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
         sys.stdout.write(_json(result.manifest))
@@ -702,7 +779,8 @@ def export_cmd(
     if quiet:
         return
     m = result.manifest
-    table = pl.DataFrame(result.files).select("path", "kind", "rows", "bytes")
+    files = pl.DataFrame(result.files)
+    table = files.select(c for c in ("path", "kind", "rows", "bytes") if c in files.columns)
     what = (f"{m['records']:,} changed customers ({m['departed']:,} departed)" if m["changes_from"]
             else f"{m['records']:,} customers")
     sys.stdout.write(render(table, fmt, title=f"{m['profile']['system']}: {what} as of {m['as_of']} -> {output}"))
@@ -740,6 +818,7 @@ def report_cmd(
     from segcli.page.write import report_kind, write_report
 
     limit = opts.memory_bytes()
+    inputs = opts.inputs(inputs)
     kind = report_kind(output)
     cfg = opts.load_config()
     check_output_path(output, inputs + ([previous] if previous else []))
@@ -760,6 +839,28 @@ def report_cmd(
         progress.done()
     if not quiet:
         _err(f"segcli: wrote {', '.join(written)}")
+
+
+@app.command("explain")
+@handle_errors
+def explain_cmd(
+    assignments: Annotated[str, typer.Argument(
+        help="An assignments file written by segcli segment.", show_default=False)],
+    customer_ids: Annotated[list[str], typer.Argument(help="The customers to explain.", show_default=False)],
+    as_json: JsonOpt = False, debug: DebugOpt = False,
+) -> None:
+    """Why each customer has its tier: the rule, the figures it compared, the distance to the other tier.
+
+    Example: segcli explain assignments.parquet C000123 C004711 --json
+    """
+    result = api.explain(assignments, customer_ids)
+    if as_json:
+        sys.stdout.write(_json(result.document()))
+    else:
+        sys.stdout.write(render_explanations(result))
+    if result.unknown:
+        raise InputDataError(f"{assignments}: no customer {', '.join(map(repr, result.unknown))}",
+                             [f"{len(result.explanations)} of {len(customer_ids)} customers explained"])
 
 
 def version_callback(value: bool) -> None:

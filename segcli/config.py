@@ -35,7 +35,7 @@ import tomllib
 import typing
 import zoneinfo
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -59,6 +59,9 @@ SERVICE_FIELDS = (
     "channel",
     "goodwill_limit",
 )
+# goodwill as a share of the customer's own avg_order_value, within [min, max] (0 = fixed)
+GOODWILL_FIELDS = ("goodwill_share", "goodwill_min", "goodwill_max")
+GOODWILL_SHARE_MAX = 10.0
 ROLES = ("customer_id", "date", "amount", "order_id", "currency")  # [input.columns] keys
 # input.separator values -> the separator used ("" = detect)
 SEPARATORS = {"": "", ",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|", "whitespace": "whitespace"}
@@ -162,6 +165,19 @@ class ParetoConfig:
 
 
 @dataclass(frozen=True)
+class LifecycleConfig:
+    """``[tiers.lifecycle]``: slow, visible demotion (SPEC §4); 0 days = off."""
+
+    grace_days: int = 0
+    min_tenure_days: int = 0
+    warn_days: int = 30
+
+    @property
+    def active(self) -> bool:
+        return bool(self.grace_days or self.min_tenure_days)
+
+
+@dataclass(frozen=True)
 class TierConfig:
     method: str
     active_days: int
@@ -173,6 +189,7 @@ class TierConfig:
     rule: str
     threshold: float
     top_clusters: int
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
 
 
 @dataclass(frozen=True)
@@ -198,6 +215,9 @@ class ServiceTerms:
     update_interval_hours: int
     channel: str
     goodwill_limit: float
+    goodwill_share: float = 0.0  # > 0: goodwill = share x avg_order_value, within min..max
+    goodwill_min: float = 0.0
+    goodwill_max: float = 0.0  # 0 = no upper bound
 
 
 @dataclass(frozen=True)
@@ -292,6 +312,7 @@ class _Table(Struct, forbid_unknown_fields=True):
 Count = Annotated[int, Meta(ge=0)]
 Positive = Annotated[int, Meta(gt=0)]
 Amount = Annotated[float, Meta(ge=0)]
+GoodwillShare = Annotated[float, Meta(ge=0, le=GOODWILL_SHARE_MAX)]
 Share = Annotated[float, Meta(gt=0, le=1)]
 Fraction = Annotated[float, Meta(ge=0, le=1)]
 # A list, not a tuple[int, int]: Taplo reads a 2020-12 tuple (prefixItems) as "no items allowed".
@@ -433,6 +454,17 @@ class LabelsTable(_Table):
     yuxin: str
 
 
+Days = Annotated[int, Meta(ge=0, le=3660)]
+
+
+class LifecycleTable(_Table):
+    """[tiers.lifecycle]: with --previous, demote slowly and visibly (0 days = off)."""
+
+    grace_days: Days
+    min_tenure_days: Days
+    warn_days: Days
+
+
 class TiersTable(_Table):
     """[tiers]: how VIP (zhixin) customers are chosen, and how many."""
 
@@ -446,6 +478,7 @@ class TiersTable(_Table):
     incumbents_first: bool
     keep_share: Share
     labels: LabelsTable
+    lifecycle: LifecycleTable
 
     def __post_init__(self) -> None:
         if self.method == "rule":
@@ -486,18 +519,35 @@ class TermsTable(_Table):
     update_interval_hours: Positive
     channel: str
     goodwill_limit: Amount
+    goodwill_share: GoodwillShare
+    goodwill_min: Amount
+    goodwill_max: Amount
+
+    def __post_init__(self) -> None:
+        _check_goodwill_bounds(self.goodwill_min, self.goodwill_max)
+
+
+def _check_goodwill_bounds(low: Any, high: Any) -> None:
+    if isinstance(low, (int, float)) and isinstance(high, (int, float)) and high and high < low:
+        raise _Invalid("goodwill_max", f"{high} is below goodwill_min {low}")
 
 
 class GroupTermsTable(_Table):
     """[service.groups.NAME]: a VIP group's terms: the zhixin terms, with the keys named here replaced."""
 
-    unknown_why = f"unknown service term; known: {', '.join(SERVICE_FIELDS)}"
+    unknown_why = f"unknown service term; known: {', '.join(SERVICE_FIELDS + GOODWILL_FIELDS)}"
     service_level: Union[str, UnsetType] = UNSET
     first_response_minutes: Union[Positive, UnsetType] = UNSET
     resolution_hours: Union[Positive, UnsetType] = UNSET
     update_interval_hours: Union[Positive, UnsetType] = UNSET
     channel: Union[str, UnsetType] = UNSET
     goodwill_limit: Union[Amount, UnsetType] = UNSET
+    goodwill_share: Union[GoodwillShare, UnsetType] = UNSET
+    goodwill_min: Union[Amount, UnsetType] = UNSET
+    goodwill_max: Union[Amount, UnsetType] = UNSET
+
+    def __post_init__(self) -> None:
+        _check_goodwill_bounds(self.goodwill_min, self.goodwill_max)
 
 
 class ServiceTable(_Table):
@@ -736,7 +786,8 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         rfm=RfmConfig(bins=d.rfm.bins, segments=d.rfm.rules()),
         cluster=ClusterConfig(**fields(d.cluster)),
         pareto=ParetoConfig(**fields(d.pareto)),
-        tiers=TierConfig(**{**fields(d.tiers), "labels": fields(d.tiers.labels)}),
+        tiers=TierConfig(**{**fields(d.tiers), "labels": fields(d.tiers.labels),
+                            "lifecycle": LifecycleConfig(**fields(d.tiers.lifecycle))}),
         vip_groups=VipGroupConfig(k=d.vip_groups.k, fallback=d.vip_groups.fallback,
                                   names=tuple(GroupNameRule(**fields(n)) for n in d.vip_groups.names)),
         service=ServiceConfig(yuxin=_terms(d.service.yuxin), zhixin=zhixin,

@@ -10,6 +10,8 @@ Rows that break a rule carry a null in the parsed column and a non-null raw valu
 
 from __future__ import annotations
 
+import re
+import shlex
 from dataclasses import dataclass
 
 import polars as pl
@@ -17,7 +19,8 @@ import polars as pl
 from segcli.config import InputConfig
 from segcli.errors import InputDataError
 
-# Recognised headers per role, English and Chinese; matched exactly, then case-insensitively.
+# Recognised headers per role, English and Chinese; matched exactly, then case-insensitively,
+# then ignoring case, spaces, "_" and "-" (Superstore's "Customer ID", "Order Date").
 ALIASES: dict[str, tuple[str, ...]] = {
     "customer_id": ("customer_id", "customer", "customerid", "customer_no", "cust_id", "client_id", "member_id",
                     "user_id", "客户编号", "客户id", "客户ID", "客户号", "客户", "会员号", "会员编号", "会员id",
@@ -25,19 +28,32 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "date": ("order_date", "date", "order_time", "transaction_date", "transaction_time", "purchase_date",
              "invoice_date", "invoicedate", "timestamp", "datetime", "created_at", "交易日期", "订单日期",
              "交易时间", "下单时间", "订单时间", "日期", "购买日期", "支付时间"),
-    "amount": ("amount", "revenue", "sales", "total", "order_amount", "net_amount", "value", "price",
+    "amount": ("amount", "revenue", "sales", "total", "order_amount", "net_amount", "value", "price", "dollar_value",
                "金额", "实付金额", "交易金额", "订单金额", "支付金额", "销售额", "实收金额"),
     "order_id": ("order_id", "orderid", "order_no", "order_number", "invoice", "invoice_no", "invoiceno",
                  "transaction_id", "订单号", "订单编号", "交易号", "单号"),
     "currency": ("currency", "currency_code", "币种", "货币"),
 }
 REQUIRED = ("customer_id", "date", "amount")
+INT64_MAX = 2**63 - 1  # amounts are kept as Int64 minor units: |amount| x 10^amount_scale must fit
 EXCEL_EPOCH = pl.date(1899, 12, 30)  # Excel's day 0 (it counts 1900 as a leap year)
 _INDEX = "__segcli_row__"  # the row index, named so that no input column clashes with it
 
 
 def _clean(name: str) -> str:
     return name.strip().lstrip("\ufeff").strip()
+
+
+def _shown(names: list[str]) -> str:
+    """Header names as a person wrote them: Polars names the 2nd, 3rd... blank header
+    ``_duplicated_0``, ``_duplicated_1``; a blank one is shown as (blank)."""
+    return ", ".join(re.sub(r"^_duplicated_\d+$", "", _clean(n)) or "(blank)" for n in names) or "(none)"
+
+
+def header_key(name: str) -> str:
+    """A header as matched loosely: case, spaces, ``_`` and ``-`` ignored (``Customer ID`` =
+    ``customer_id``)."""
+    return re.sub(r"[\s_\-]+", "", _clean(name)).lower()
 
 
 @dataclass(frozen=True)
@@ -51,36 +67,73 @@ class ColumnMap:
     currency: str | None
 
 
+def _find(names: list[str], wanted: tuple[str, ...]) -> str | None:
+    """The header matching the first wanted name: exactly, else ignoring case, else loosely."""
+    levels = (_clean, lambda n: _clean(n).lower(), header_key)
+    for norm in levels:
+        table: dict[str, str] = {}
+        for n in names:
+            table.setdefault(norm(n), n)  # the leftmost column wins a tie
+        hit = next((table[norm(w)] for w in wanted if norm(w) in table), None)
+        if hit is not None:
+            return hit
+    return None
+
+
 def resolve_columns(names: list[str], configured: dict[str, str], file: str, *, hint: str | None = None) -> ColumnMap:
     """Map roles to header names: configured names first, else the known aliases.
 
     ``hint`` is one more detail line for a missing column (e.g. how to skip title rows).
     """
-    cleaned = {_clean(n): n for n in names}
-    lowered = {_clean(n).lower(): n for n in names}
     found: dict[str, str | None] = {}
     missing: list[str] = []
     for role in ALIASES:
         wanted = configured.get(role, "")
         if wanted:
-            hit = cleaned.get(wanted) or lowered.get(wanted.lower())
+            hit = _find(names, (wanted,))
             if hit is None:
                 raise InputDataError(
                     f"{file}: column '{wanted}' (configured as input.columns.{role}) is not in the file",
-                    [f"columns in the file: {', '.join(_clean(n) for n in names)}"])
+                    [f"columns in the file: {_shown(names)}"])
         else:
-            hit = next((cleaned[a] for a in ALIASES[role] if a in cleaned), None) or next(
-                (lowered[a.lower()] for a in ALIASES[role] if a.lower() in lowered), None)
+            hit = _find(names, ALIASES[role])
         if hit is None and role in REQUIRED:
             missing.append(role)
         found[role] = hit
     if missing:
         raise InputDataError(
             f"{file}: missing required column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}",
-            [f"columns in the file: {', '.join(_clean(n) for n in names) or '(none)'}",
-             *(f"{role}: name it in [input.columns] or use one of: {', '.join(ALIASES[role][:6])}" for role in missing),
+            [f"columns in the file: {_shown(names)}",
+             *(f"{role}: name it in [input.columns] or use one of: {', '.join(ALIASES[role][:6])} "
+               f"(or map it with --column {role}=HEADER)" for role in missing),
              *([hint] if hint else [])])
     return ColumnMap(**found)  # type: ignore[arg-type]
+
+
+# Headers that look like an order id or a currency (on header_key): named in a hint when no
+# column was mapped to that role, so that orders are not silently made of customer-days.
+_ORDER_LIKE = re.compile(r"order|invoice|receipt|transaction|txn|bill|订单|发票|交易|单据|流水|单号")
+_ID_LIKE = re.compile(r"(id|no|nr|num|number|ref|reference|code|key)$|#|号|编号|编码")
+_NOT_AN_ID = re.compile(r"date|time|day|amount|qty|quantity|status|type|priority|mode|日期|时间|金额|数量|状态|类型")
+_CURRENCY_LIKE = re.compile(r"currency|ccy|curr$|币")
+
+
+def unmapped_hints(names: list[str], cols: ColumnMap) -> list[str]:
+    """Sentences for headers that look like an unmapped order id or currency."""
+    used = {c for c in cols.__dict__.values() if c}
+    hints = []
+    for name in names:
+        key, shown = header_key(name), _clean(name)
+        quoted = shlex.quote(shown) if "'" in shown else f"'{shown}'"
+        if name in used or not key:
+            continue
+        if cols.order_id is None and _ORDER_LIKE.search(key) and _ID_LIKE.search(key) and not _NOT_AN_ID.search(key):
+            hints.append(f"'{shown}' looks like an order id: map it with --column order_id={quoted} "
+                         "(without it, an order is a customer's rows with one timestamp)")
+        elif cols.currency is None and _CURRENCY_LIKE.search(key):
+            hints.append(f"'{shown}' looks like a currency: map it with --column currency={quoted} "
+                         "(without it, several currencies in one run go unnoticed)")
+    return hints
 
 
 def customer_id_expr(col: str, dtype: pl.DataType) -> pl.Expr:
@@ -136,12 +189,21 @@ def amount_expr(col: str, dtype: pl.DataType, scale: int, *, plain: bool = False
     """
     factor = 10**scale
     if dtype.is_integer():
-        return pl.col(col).cast(pl.Int64) * factor, pl.lit(False)
+        whole = pl.col(col).cast(pl.Int64, strict=False)
+        # null (reported as too large for amount_scale) rather than a product that wraps around
+        return pl.when(whole.abs() <= INT64_MAX // factor).then(whole * factor), pl.lit(False)
     if isinstance(dtype, pl.Decimal) and (dtype.scale or 0) <= scale:  # never more places than the scale
-        return pl.col(col).cast(pl.Decimal(38, scale)).mul(factor).cast(pl.Int64), pl.lit(False)
-    if isinstance(dtype, pl.Decimal) or dtype.is_float():
+        return pl.col(col).cast(pl.Decimal(38, scale)).mul(factor).cast(pl.Int64, strict=False), pl.lit(False)
+    if isinstance(dtype, pl.Decimal):
         scaled = pl.col(col).cast(pl.Float64) * factor
-        return pl.col(col).cast(pl.Decimal(38, scale)).mul(factor).cast(pl.Int64), (scaled - scaled.round(0)).abs() > 1e-6
+        return (pl.col(col).cast(pl.Decimal(38, scale)).mul(factor).cast(pl.Int64, strict=False),
+                (scaled - scaled.round(0)).abs() > 1e-6)
+    if dtype.is_float():
+        # a float is read by its shortest decimal form (float32 12.34 is 12.34, not
+        # 12.340000152587890625); it was rounded when that form has more places than the
+        # scale, i.e. when the kept decimal is another float than the one stored
+        dec = pl.col(col).cast(pl.String).cast(pl.Decimal(38, scale), strict=False)
+        return dec.mul(factor).cast(pl.Int64, strict=False), (dec.cast(dtype) != pl.col(col)).fill_null(False)
     stripped = pl.col(col).cast(pl.String).str.strip_chars()
     text = stripped if plain else clean_amount_text(stripped)
     dec = text.cast(pl.Decimal(38, scale), strict=False)
@@ -159,7 +221,9 @@ def plain_amounts(sample: pl.Series) -> bool:
 
 def _parse_date(text: pl.Expr, fmt: str, timezone: str) -> pl.Expr:
     if "%z" in fmt:
-        return (text.str.to_datetime(fmt, strict=False, time_unit="us")
+        # %#z also takes "Z" (UTC, as ISO 8601 writes it) and "+08" (measured: 1.5x the time of %z
+        # on offsets, half of it on the dates without one that most exports have)
+        return (text.str.to_datetime(fmt.replace("%z", "%#z"), strict=False, time_unit="us")
                 .dt.convert_time_zone(timezone).dt.replace_time_zone(None))
     if "%H" in fmt:
         return text.str.to_datetime(fmt, strict=False, time_unit="us")
@@ -239,15 +303,34 @@ class ParsePlan:
     blank_rows: bool = True  # text and spreadsheets have blank lines/rows; Parquet does not
 
 
-def _row_key(names: list[str]) -> pl.Expr:
-    """A 128-bit key of a whole row: two seeded 64-bit hashes.
+def _row_hash(names: list[str], seed: int) -> pl.Expr:
+    """A seeded 64-bit hash of a whole row's data columns, taken in name order so that two
+    files with the same columns in another order give the same hash to the same row (the
+    hash is of the values only; the file and line are not data)."""
+    return pl.struct(*(pl.col(n) for n in sorted(names))).hash(seed=seed)
 
-    Comparing keys instead of rows saves the row encoding of every text column (at 10
-    million rows, 0.5 GB and 2.5 s less); a collision among n rows, which would drop a row
-    that is not a repeat, has odds of n^2 / 2^129: about 1e-25 for 10 million rows.
+
+def mark_repeats(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """``repeat``: the row is identical to an earlier row of any input (input.dedupe).
+
+    Run on all inputs at once, so that a row repeated across two files is dropped like one
+    repeated within a file. The key is two seeded 64-bit hashes: comparing keys instead of
+    rows saves the row encoding of every text column (at 10 million rows, 0.5 GB and 2.5 s
+    less); a collision among n rows, which would drop a row that is not a repeat, has odds
+    of n^2 / 2^129: about 1e-25 for 10 million rows.
     """
-    row = pl.struct(*(pl.col(n) for n in names))
-    return pl.struct(row.hash(seed=0).alias("h0"), row.hash(seed=1).alias("h1"))
+    return lf.with_columns(repeat=~pl.struct("row_hash", "row_hash1").is_first_distinct()).drop("row_hash1")
+
+
+# A customer id that marks a total row (a finance workbook's last row): trimmed, any case, a
+# trailing colon allowed. One anchored regex: no lower-cased copy of every id.
+TOTAL_MARKER = r"(?i)^(合计|总计|小计|total|grand\s+total)[:：]?$"
+
+
+def total_marker(customer_id: pl.Expr) -> pl.Expr:
+    """Is the (stripped) customer id a total marker? Only a total row that sits last in its
+    file is dropped (:func:`segcli.reading.total_rows` decides)."""
+    return customer_id.str.contains(TOTAL_MARKER).fill_null(False)
 
 
 def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputConfig, source: int,
@@ -255,12 +338,13 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
     """Parse one file's raw frame into the canonical transaction frame.
 
     Besides the parsed columns it carries flags: ``blank`` (every field empty: a blank line,
-    or a spreadsheet's empty row), ``repeat`` (identical to an earlier row in every column;
-    only with ``plan.drop_repeats``) and ``tail_null`` (the last column is empty, which a
-    record with too few fields also leaves); with ``plan.count_repeats`` also ``row_hash``,
-    a 64-bit hash of the whole row. Identical rows share their date, so counting distinct
-    hashes per (file, date) counts them with negligible odds of a collision (about
-    n^2 / 2^65 per day's n rows) and no more memory than a column of integers.
+    or a spreadsheet's empty row), ``repeat`` (False: :func:`mark_repeats` sets it over all
+    inputs, with ``plan.drop_repeats``, from ``row_hash`` and ``row_hash1``), ``tail_null``
+    (the last column is empty, which a record with too few fields also leaves) and
+    ``total_marker`` (the customer id is 合计, Total, ...); with ``plan.count_repeats`` also
+    ``row_hash``, a 64-bit hash of the whole row. Identical rows share their date, so
+    counting distinct hashes per date counts them with negligible odds of a collision
+    (about n^2 / 2^65 per day's n rows) and no more memory than a column of integers.
     """
     plan = plan or ParsePlan(cfg.date_formats)
     names = list(schema.names())
@@ -274,8 +358,9 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
         first_blank = first_blank | (first.str.strip_chars() == "")
     blank = (pl.all_horizontal(first_blank, *(pl.col(n).is_null() for n in names[1:])) if plan.blank_rows
              else pl.lit(False))  # reading every column just to find none costs a tenth of a run
-    repeat = ~_row_key(names).is_first_distinct() if plan.drop_repeats else pl.lit(False)
-    row_hash = [pl.struct(*(pl.col(n) for n in names)).hash(seed=0).alias("row_hash")] if plan.count_repeats else []
+    # row hashes for identical rows across all inputs: counted, or flagged by mark_repeats
+    row_hash = ([_row_hash(names, 0).alias("row_hash")] if plan.count_repeats or plan.drop_repeats else []) + (
+        [_row_hash(names, 1).alias("row_hash1")] if plan.drop_repeats else [])
     return lf.with_row_index(_INDEX, offset=first_line).select(
         pl.lit(source, pl.UInt16).alias("source"),
         pl.col(_INDEX).cast(pl.UInt64).alias("line"),
@@ -289,7 +374,7 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
         pl.col(cols.date).cast(pl.String).alias("raw_date"),
         pl.col(cols.amount).cast(pl.String).alias("raw_amount"),
         blank.alias("blank"),
-        repeat.alias("repeat"),
+        pl.lit(False).alias("repeat"),  # set over all inputs by mark_repeats (input.dedupe)
         (pl.col(names[-1]).is_null() if plan.blank_rows else pl.lit(False)).alias("tail_null"),
         *row_hash,
     ).with_columns(
@@ -297,6 +382,8 @@ def canonical(lf: pl.LazyFrame, schema: pl.Schema, cols: ColumnMap, cfg: InputCo
          else finish_customer_id(pl.col("customer_id"))).alias("customer_id"),
         order_key(pl.col("order_id")).alias("order_key"),
         null_if_empty(pl.col("currency")).alias("currency"),
+        (pl.lit(False) if schema[cols.customer_id].is_numeric() else total_marker(pl.col("customer_id")))
+        .alias("total_marker"),
     ).drop("order_id")
 
 

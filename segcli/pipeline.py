@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,14 +22,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from segcli import __version__
+from segcli import __version__, reading
 from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
 from segcli.errors import InputDataError, RunWarning, SegcliError, UsageError, warning_records
 from segcli.io import (
     Source,
+    check_header,
     check_utf8,
     count_ragged,
+    disk_error,
     display_name,
     expand_inputs,
     header_width,
@@ -39,6 +42,7 @@ from segcli.io import (
     read_columns,
     scan_source,
     scratch_dir,
+    scratch_error,
 )
 from segcli.pareto import concentration_of, pareto_rank
 from segcli.parse import (
@@ -52,10 +56,12 @@ from segcli.parse import (
     date_hits,
     formats_for,
     invalid_expr,
+    mark_repeats,
     plain_amounts,
     resolve_columns,
+    unmapped_hints,
 )
-from segcli.previous import departed_customers, departed_rows, previous_checks, shrink_guard, with_was_vip
+from segcli.previous import departed_warning, previous_checks, shrink_guard
 from segcli.results import ParetoResult, RfmResult, SegmentResult
 from segcli.rfm import (
     MONEY_PLACES,
@@ -66,13 +72,22 @@ from segcli.rfm import (
     money_units,
     orders,
     output_money,
+    score_bins,
     score_rfm,
     with_recency,
 )
-from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS
-from segcli.tiers import assign_tiers, vip_groups, vip_limit, with_service_terms
+from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS, RFM_SCHEMA_VERSION, SCHEMA_VERSION
+from segcli.tiers import (
+    assign_tiers,
+    departed_rows,
+    previous_state,
+    tier_decision,
+    vip_groups,
+    vip_limit,
+    with_previous,
+    with_service_terms,
+)
 
-SCHEMA_VERSION = 1
 # Rows aggregated in one pass. Above it, customers are split into hash buckets aggregated one
 # after another: the order-level group-by state then grows with a bucket, not with the
 # export (at 100 million rows it would hold ~56 million orders at once).
@@ -169,11 +184,13 @@ def _polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
 
 
 def _ragged_error(src: Source, width: int, count: int, examples: list[str]) -> InputDataError:
+    fix = ("columns aligned with spaces: an empty value, or a value holding a space, shifts the columns; export the "
+           "data with a separator (CSV)" if src.layout == "whitespace" else
+           "fix the rows, or quote the fields that hold the separator "
+           f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break")
     return InputDataError(
         f"{src.name}: ragged rows: {count} row{'s have' if count > 1 else ' has'} another number of fields than "
-        f"the header ({width})",
-        [*examples, "fix the rows, or quote the fields that hold the separator "
-                    f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break"])
+        f"the header ({width})", [*examples, fix])
 
 
 def _allowed_invalid(max_invalid: float, rows: int) -> int:
@@ -221,21 +238,29 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     unreadable inputs.
     """
     inp = cfg.input
-    files = expand_inputs(inputs)
+    skipped: list[str] = []
+    files = expand_inputs(inputs, skipped)
     sources: list[Source] = []
     raws: list[pl.LazyFrame] = []
     schemas: list[pl.Schema] = []
     colmaps: list[ColumnMap] = []
+    early = reading.skipped_files_warning(skipped)  # warnings found before the rows are read
+    unmapped: dict[str, list[str]] = {}  # hint -> the files it is about
     for name in files:
-        src = open_source(name, inp.encoding, sheet=inp.sheet, header_row=inp.header_row)
+        src = open_source(name, inp.encoding, sheet=inp.sheet, header_row=inp.header_row, separator=inp.separator,
+                          config=cfg)
         raw = scan_source(src)
         names = read_columns(src, raw)
-        hint = ("if title rows sit above the header, name the header's row with --header-row N "
-                "(or [input] header_row)") if src.kind == "excel" else None
+        hint = (f"if title rows sit above the header, name the header's {src.row_word} with --header-row N "
+                "(or [input] header_row)") if src.kind != "parquet" else None
+        check_header(src, names)
         colmaps.append(resolve_columns(names, inp.columns.__dict__, src.name, hint=hint))
+        for text in unmapped_hints(names, colmaps[-1]):
+            unmapped.setdefault(text, []).append(src.name)
         schemas.append(raw.collect_schema())
         sources.append(src)
         raws.append(raw)
+    early.extend(reading.unmapped_warnings(unmapped))
 
     # A sample decides the cheap parse plan; the stats pass checks it on every row.
     try:
@@ -253,7 +278,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                        else inp.date_formats,
                        plain_amounts=sch[c.amount] == pl.String and plain_amounts(s["amount"]),
                        count_repeats=mark and not inp.dedupe, drop_repeats=inp.dedupe,
-                       blank_rows=src.kind != "parquet")
+                       blank_rows=src.kind not in ("parquet", "postgres"))
              for s, sch, c, src in zip(samples, schemas, colmaps, sources)]
 
     # A large export is parsed once: the pass that counts for the checks also spills the
@@ -262,18 +287,26 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     # text files' rows are an estimate: 10% over the bucket size still goes in one pass
     per_part = rows_per_part(memory_limit)
     parts = max(1, math.ceil(rows / per_part)) if rows > per_part * ROW_ESTIMATE_SLACK else 1
-    # blank lines are no rows; identical rows count as rows unless dedupe drops them
-    used_rows = ~pl.col("blank") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
+    # blank lines and trailing total rows are no rows; identical rows count as rows unless
+    # dedupe drops them
+    used_rows = ~pl.col("blank") & ~pl.col("total") & ~(pl.col("repeat") & pl.lit(inp.dedupe))
+    # identical rows across inputs: counted (and the pairs sharing rows) when rows are counted
+    across = mark and len(sources) > 1
     fixed_as_of = cfg.analysis.as_of
     fuse = aggregate is not None and parts == 1 and (fixed_as_of is not None or not cfg.analysis.window_days)
 
-    def stats_pass(plans: list[ParsePlan]) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.DataFrame, pl.DataFrame | None]:
+    def stats_pass(plans: list[ParsePlan], totals: dict[int, int] | None = None,
+                   ) -> tuple[pl.LazyFrame, pl.LazyFrame, pl.DataFrame, pl.DataFrame | None, list[pl.DataFrame]]:
         """(the rows for the aggregation: all parsed rows, or the spill of the kept ones; the
         rows parsed afresh, for the raw values and line numbers of error examples; the
-        per-file and per-day counts; the aggregate when fused)."""
+        per-file and per-day counts; the aggregate when fused; the counts across inputs:
+        repeated rows, distinct rows per input and shared per pair, when ``across``).
+        ``totals``: the trailing total rows (None: every total marker is taken for one)."""
         frames = [canonical(raw, sch, c, inp, i, src.first_line, plan)
                   for i, (raw, sch, c, src, plan) in enumerate(zip(raws, schemas, colmaps, sources, plans))]
-        parsed = canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+        canon = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+        parsed = canon = (mark_repeats(canon) if inp.dedupe else canon).with_columns(total=reading.total_rule(totals))
+        extras = [reading.repeats_across(canon)] if across and not inp.dedupe else []
         valid = ~invalid_expr()
         # Flags first, then plain sums: Polars runs simple aggregations vectorised, while
         # an expression inside .agg() would be evaluated group by group.
@@ -286,7 +319,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             # Int128: the sum that tells whether int64 money sums are safe cannot wrap itself
             abs_units=pl.when(valid).then(pl.col("amount_minor").cast(pl.Int128).abs()),
             cur=pl.when(valid).then(pl.col("currency")),
-        ).group_by("source", pl.col("ts").dt.date().alias("date"), "blank", "repeat").agg(
+            mline=pl.when(pl.col("total_marker")).then(pl.col("line")),
+        ).group_by("source", pl.col("ts").dt.date().alias("date"), "blank", "repeat", "total").agg(
             pl.len().alias("rows"),
             pl.col("valid", *(f"bad_{i}" for i in range(len(RULES))), "rounded", "returns", "zeros", "tail_null",
                    "abs_units").sum(),
@@ -294,26 +328,37 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             cur_min=pl.col("cur").min(),
             cur_max=pl.col("cur").max(),
             distinct=pl.col("row_hash").n_unique() if mark and not inp.dedupe else pl.len(),
+            markers=pl.col("total_marker").sum(),
+            marker_line=pl.col("mline").max(),
+            last_line=pl.col("line").max(),
         )
         kept = canon.filter(used_rows & analysed_rows(fixed_as_of, cfg))  # what the aggregation reads
         try:
             if parts > 1:
                 spill, sink = spill_by_bucket(kept.select(*SPILLED), parts)
-                stats, _ = pl.collect_all([query, sink])  # one scan feeds both
-                return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True), parsed, stats, None
+                stats, _, *extra = pl.collect_all([query, sink, *extras])  # one scan feeds both
+                return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True), parsed, stats, None, extra
             if not fuse:
-                return canon, parsed, query.collect(), None
+                stats, *extra = pl.collect_all([query, *extras])
+                return canon, parsed, stats, None, extra
             assert aggregate is not None
             # one scan feeds both: Polars shares the common part of the two plans
-            stats, agg = pl.collect_all([query, aggregate(kept)])
-            return canon, parsed, stats, agg
+            stats, agg, *extra = pl.collect_all([query, aggregate(kept), *extras])
+            return canon, parsed, stats, agg, extra
         except pl.exceptions.PolarsError as exc:
+            if parts > 1 and disk_error(exc):
+                raise _spill_error(exc, sources) from None
             raise _polars_error(exc, sources) from None
         except OSError as exc:
-            raise SegcliError(f"cannot write temporary files to {scratch_dir()}: {exc.strerror or exc}",
-                              ["set TMPDIR to a folder with room for about the size of the input"]) from None
+            raise _spill_error(exc, sources) from None
 
-    canon, parsed, groups, aggregated = stats_pass(plans)
+    canon, parsed, groups, aggregated, extra = stats_pass(plans)
+    # Total rows: the pass dropped every row whose customer id is a total marker; that is
+    # right when each sits last in its file (a finance workbook's 合计). A marker elsewhere
+    # stays a row as it always was: count again, dropping only the trailing ones.
+    totals, elsewhere = reading.total_rows(groups)
+    if elsewhere:
+        canon, parsed, groups, aggregated, extra = stats_pass(plans, totals)
     # Dates or amounts the sampled plan left unparsed: does another configured format, or the
     # full clean-up of amounts, parse them? Then widen that file's plan and count again, so
     # that first-match-wins stays exact. Read only when such rows exist.
@@ -343,7 +388,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                                                plain_amounts=plan.plain_amounts and not hits["amount_hit"]))
         if widened != plans:
             plans = widened
-            canon, parsed, groups, aggregated = stats_pass(plans)
+            canon, parsed, groups, aggregated, extra = stats_pass(plans, totals if elsewhere else None)
 
     used = canon.filter(used_rows) if parts == 1 else canon  # the spill holds only used rows
     used_parsed = parsed.filter(used_rows)  # for examples: raw values and line numbers
@@ -387,12 +432,27 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
                 raise _ragged_error(src, width, short + long, ragged_lines(src))
 
     if total_rows == 0:
-        if len(sources) == 1 and sources[0].kind != "parquet":
+        if len(sources) == 1 and sources[0].kind not in ("parquet", "postgres"):
             raise InputDataError(f"{sources[0].name}: the file has a header but no rows")
         raise InputDataError(f"{', '.join(s.name for s in sources)}: no rows")
 
+    if int(src_stats[f"bad_{AMOUNT_RULE}"].sum()):
+        _check_amount_sizes(used_parsed, sources, colmaps, inp.amount_scale, real_lines)
     rejects = None
-    warnings: list[RunWarning] = []
+    warnings: list[RunWarning] = list(early)
+    across_repeats = int(extra.pop(0).item() or 0) if across and not inp.dedupe else None
+    twins = reading.same_files(files, sources) if len(sources) > 1 else []
+    # Which inputs share rows: a query of its own (a second read), made only when rows repeat
+    # across inputs (without dedupe: more repeats over all inputs than within each)
+    within = int(src_stats["repeats"].sum())
+    shared = (across_repeats > within) if across_repeats is not None else (across and within > 0)
+    try:
+        keys = reading.overlap_keys(parsed).collect() if shared and rows <= reading.OVERLAP_MAX_ROWS else None
+    except pl.exceptions.PolarsError as exc:
+        raise _polars_error(exc, sources) from None
+    warnings.extend(reading.overlap_warnings(sources, twins, keys))
+    if totals:
+        warnings.extend(reading.total_row_warnings(sources, real_lines(reading.total_row_values(parsed, totals))))
     if invalid_rows:
         allowed = _allowed_invalid(cfg.analysis.max_invalid, total_rows)
         if invalid_rows > allowed:
@@ -425,8 +485,11 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     after = int(days.filter(pl.col("date") > as_of)["rows"].sum())
     start = as_of - dt.timedelta(days=cfg.analysis.window_days) if cfg.analysis.window_days else None
     outside = int(days.filter(pl.col("date") <= start)["rows"].sum()) if start else 0
+    # a database source's pushed-down date filter left these rows on the server: dropped all the same
+    after += sum(s.rows_after_as_of for s in sources)
+    outside += sum(s.rows_outside_window for s in sources)
     kept_days = days.filter((pl.col("date") <= as_of) & ((pl.col("date") > start) if start else pl.lit(True)))
-    repeats = int(src_stats["repeats"].sum())
+    repeats = int(src_stats["repeats"].sum()) if across_repeats is None else across_repeats
     # dedupe = true is the user's decision: the dropped rows are counted in the record, not warned about
     if repeats and not inp.dedupe:
         warnings.append(RunWarning("identical_rows", f"{repeats} row{'s are' if repeats > 1 else ' is'} identical to "
@@ -456,6 +519,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     counts: dict[str, Any] = {
         "rows_read": int(src_stats["read"].sum()),
         "rows_blank": int(src_stats["blank"].sum()),
+        "rows_total": len(totals),
         "rows_identical": repeats if mark else None,
         "rows_invalid": invalid_rows,
         "rows_after_as_of": after,
@@ -465,6 +529,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         "rows_zero_amount": int(kept_days["zeros"].sum()),
         "amounts_rounded": rounded,
     }
+    counts["rows_read"] += sum(s.rows_filtered for s in sources)  # read on the server, not sent
     src_records = [
         {"path": s.name, "bytes": s.size, "format": s.kind, "encoding": s.encoding if s.kind == "csv" else None,
          "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),
@@ -526,6 +591,15 @@ def bucket_expr(parts: int) -> pl.Expr:
 SPILLED = ("customer_id", "order_key", "ts", "amount_minor")
 
 
+def _spill_error(exc: Exception, sources: list[Source]) -> SegcliError:
+    """The bucket spill did not fit in TMPDIR: exit 73 naming the folder and the room needed
+    (about the input's size), the free space measured once the partial spill is gone."""
+    for spill in scratch_dir().glob("buckets-*"):
+        shutil.rmtree(spill, ignore_errors=True)
+    reason = exc if isinstance(exc, OSError) else OSError(str(exc).splitlines()[0].split("IO error: ")[-1])
+    return scratch_error(reason, scratch_dir().parent, sum(s.size for s in sources))
+
+
 def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:
     """(the spill folder, the lazy sink that fills it).
 
@@ -537,6 +611,27 @@ def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:
         pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4", maintain_order=False, lazy=True)
     assert sink is not None
     return spill, sink
+
+
+AMOUNT_RULE = next(i for i, (_, role, _) in enumerate(RULES) if role == "amount")
+
+
+def _check_amount_sizes(rows: pl.LazyFrame, sources: list[Source], colmaps: list[ColumnMap], scale: int,
+                        real_lines: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
+    """Stop on amounts that are numbers but beyond what ``amount_scale`` keeps exactly: an
+    error of its own (SPEC §6: lower amount_scale), never an "unparsable" row that
+    ``--max-invalid`` could let through. Read only when some amount did not parse."""
+    big = reading.too_large_rows(rows, scale)
+    try:
+        counts, examples, largest = pl.collect_all([
+            big.group_by("source").agg(n=pl.len()),
+            big.group_by("source", maintain_order=True).head(EXAMPLES).select("source", "line", "raw_amount"),
+            big.select(pl.col("value").abs().max())])
+    except pl.exceptions.PolarsError as exc:
+        raise _polars_error(exc, sources) from None
+    if counts.height:
+        raise reading.too_large_error(real_lines(examples), dict(zip(counts["source"], counts["n"])), largest.item(),
+                                      scale, sources, {i: c.amount for i, c in enumerate(colmaps)})
 
 
 def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFrame, bad: pl.DataFrame,
@@ -668,40 +763,46 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     departed = None
     if previous is not None:
         warnings += shrink_guard(previous, df, cfg, force)
-        df = with_was_vip(df, previous)
-        departed, gone = departed_customers(previous, df)
+        state = previous_state(previous)  # schema version 1 or 2
+        df = with_previous(df, state)
+        departed = departed_rows(state, df, tx.as_of)
+        gone = departed_warning(departed)
         warnings += [gone] if gone is not None else []
     warnings = [inactive_note(w, df, cfg) if w.kind == "stale_export" else w for w in warnings]
     progress("assigning tiers and VIP groups")
-    out, group_info = assign(df, cfg, scale=tx.scale, has_previous=previous is not None,
-                             departed=departed_rows(departed, tx.as_of) if departed is not None else None)
+    out, group_info, decision = assign(df, cfg, scale=tx.scale, as_of=tx.as_of, has_previous=previous is not None,
+                                       departed=departed)
     meta = run_record(cfg, tx, model, group_info, out, previous_meta=previous_meta if previous is not None else None,
-                      warnings=warnings)
+                      warnings=warnings, decision=decision)
     check_strict(warnings, cfg, inputs)
     return SegmentResult(out.drop("monetary_minor"), meta, warnings, tx.rejects, conc, cfg, previous)
 
 
-def assign(df: pl.DataFrame, cfg: Config, *, scale: int, has_previous: bool,
-           departed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """Tiers, VIP groups and service terms of a customer table (with clusters): the output
-    columns (SPEC §5) and ``monetary_minor``, in customer-id order, and the VIP group model.
+def assign(df: pl.DataFrame, cfg: Config, *, scale: int, as_of: dt.date, has_previous: bool,
+           departed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
+    """Tiers, VIP groups and service terms of a customer table (with clusters and, with a
+    previous run, :func:`segcli.tiers.with_previous`): the output columns (SPEC §5) and
+    ``monetary_minor``, in customer-id order, the VIP group model and the tier decision
+    (:func:`segcli.tiers.tier_decision`).
 
-    ``departed`` (:func:`segcli.previous.departed_rows`) are appended: they carry the terms of
+    ``departed`` (:func:`segcli.tiers.departed_rows`) are appended: they carry the terms of
     their tier but take no part in the limit, whose N is the customers in the data (rows
     written only to demote departed customers must not buy extra VIP seats, issue 4).
     """
-    df = assign_tiers(df, cfg.tiers, n_customers=df.height, has_previous=has_previous, scale=scale)
+    n_customers = df.height
+    n_departed = departed.height if departed is not None else 0
+    df = assign_tiers(df, cfg.tiers, n_customers=n_customers, has_previous=has_previous, scale=scale, as_of=as_of)
+    decision = tier_decision(df, cfg.tiers, n_customers=n_customers, has_previous=has_previous, departed=n_departed)
     groups, group_info = vip_groups(df, cfg)
     df = df.with_columns(groups)
-    extra = departed is not None and departed.height > 0
-    if departed is not None and extra:
+    if departed is not None and n_departed:
         df = pl.concat([df, departed], how="diagonal_relaxed")
     group_names = [str(g["vip_group"]) for g in group_info["groups"]]  # type: ignore[attr-defined]
     assigned = (with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels, scale=scale,
                                    money=cfg.money)
                 .pipe(output_money, scale, cfg.money).select(*OUTPUT_COLUMNS, "monetary_minor"))
     # rows are in customer-id order from customer_table on; only departed rows come after
-    return (assigned.sort("customer_id") if extra else assigned).collect(), group_info
+    return (assigned.sort("customer_id") if n_departed else assigned).collect(), group_info, decision
 
 
 def inactive_note(stale: RunWarning, df: pl.DataFrame, cfg: Config) -> RunWarning:
@@ -722,8 +823,9 @@ def record_fields(cfg: Config, tx: Transactions) -> dict[str, Any]:
 
 def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: dict[str, Any],
                out: pl.DataFrame, *, previous_meta: dict[str, Any] | None = None,
-               warnings: list[RunWarning] | None = None) -> dict[str, Any]:
-    """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``.
+               warnings: list[RunWarning] | None = None, decision: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``;
+    ``decision`` is :func:`segcli.tiers.tier_decision` of a segment run.
 
     A tier's revenue is summed from ``monetary_minor`` when ``out`` has it: exact, then
     rounded once (from the float column, large sums would carry its rounding)."""
@@ -741,7 +843,9 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
             "cluster": {"k": model.k, "silhouette": model.silhouette, "silhouette_by_k": model.scores,
                         "fitted_on": model.fitted_on, "centroids": model.centroids},
             "vip_groups": group_info,
+            "scores": score_bins(out, cfg.rfm.bins),  # each score's cut points
         },
+        **({"decision": decision, "candidates_cut": decision["capacity_cut"]} if decision is not None else {}),
         "previous": ({"as_of": previous_meta.get("as_of"), "config_hash": previous_meta.get("config_hash"),
                       "departed": out.filter(pl.col("reason") == "departed")["customer_id"].to_list()}
                      if previous_meta is not None else None),
@@ -776,6 +880,7 @@ def rfm_table(inputs: list[str], cfg: Config, *, progress: Progress = _quiet,
     out = df.lazy().pipe(output_money, tx.scale, cfg.money).select(RFM_COLUMNS).collect()
     meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")))
     meta.pop("tiers", None)
+    meta["schema_version"] = RFM_SCHEMA_VERSION
     return RfmResult(out, meta, tx.warnings, tx.rejects)
 
 

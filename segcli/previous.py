@@ -1,6 +1,8 @@
 """What a run takes from the previous one (``--previous``, ``diff PREV CURR``): its as-of date
-and the run order, the config change, the previous VIPs, the departed customers and the
-shrink guard (SPEC §4, §6).
+and the run order, the config change, the shrink guard and the departed warning (SPEC §4, §6).
+The previous tiers themselves (``was_vip``, tenure, grace) and the departed rows are the tier
+lifecycle's: :func:`segcli.tiers.previous_state`, :func:`segcli.tiers.with_previous` and
+:func:`segcli.tiers.departed_rows`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import polars as pl
 
 from segcli.config import Config
 from segcli.errors import InputDataError, RunWarning
-from segcli.tiers import YUXIN, ZHIXIN
 
 # the columns a previous run's file needs to take part (segment --previous, report --previous)
 PREVIOUS_COLUMNS = ("customer_id", "tier", "reason", "monetary")
@@ -148,28 +149,13 @@ def shrink_guard(previous: pl.DataFrame, customers: pl.DataFrame, cfg: Config, f
     return [RunWarning("forced", f"--force: {d}") for d in drops]
 
 
-def with_was_vip(customers: pl.DataFrame, previous: pl.DataFrame) -> pl.DataFrame:
-    """Add ``was_vip``: the customer was VIP in PREV's data (hysteresis keeps such a VIP)."""
-    prev_vip = present(previous).filter(pl.col("tier") == ZHIXIN)
-    return customers.with_columns(was_vip=pl.col("customer_id").is_in(prev_vip["customer_id"].implode()))
-
-
-def departed_customers(previous: pl.DataFrame, customers: pl.DataFrame) -> tuple[pl.DataFrame, RunWarning | None]:
-    """The customers of PREV's data absent from this run's (``customer_id`` only), and the
-    ``departed`` warning naming the first of them; they are written as yuxin with reason
-    ``departed`` so that a CRM upsert does not leave them VIP (SPEC §4)."""
-    departed = (pl.DataFrame({"customer_id": present(previous)["customer_id"]})
-                .join(customers.select("customer_id"), on="customer_id", how="anti"))
+def departed_warning(departed: pl.DataFrame) -> RunWarning | None:
+    """The ``departed`` warning naming the first of PREV's customers absent from this run's
+    data (:func:`segcli.tiers.departed_rows`, in customer-id order); they are written as
+    yuxin with reason ``departed`` so that a CRM upsert does not leave them VIP (SPEC §4)."""
     if not departed.height:
-        return departed, None
+        return None
     ids = departed["customer_id"].sort().to_list()
-    return departed, RunWarning("departed", f"{departed.height} customer{'s' if departed.height > 1 else ''} "
-                                "of the previous run absent from the data, written as yuxin with reason "
-                                f"'departed': {', '.join(ids[:DEPARTED_SHOWN])}"
-                                f"{' ...' if len(ids) > DEPARTED_SHOWN else ''}")
-
-
-def departed_rows(departed: pl.DataFrame, as_of: dt.date) -> pl.DataFrame:
-    """The rows of :func:`departed_customers` as the assignments file writes them: yuxin,
-    reason ``departed``, this run's as-of date; no figures (they are not in the data)."""
-    return departed.with_columns(tier=pl.lit(YUXIN), reason=pl.lit("departed"), as_of=pl.lit(as_of))
+    return RunWarning("departed", f"{departed.height} customer{'s' if departed.height > 1 else ''} "
+                      "of the previous run absent from the data, written as yuxin with reason "
+                      f"'departed': {', '.join(ids[:DEPARTED_SHOWN])}{' ...' if len(ids) > DEPARTED_SHOWN else ''}")

@@ -16,6 +16,7 @@ from tabulate import tabulate
 
 from segcli.config import SERVICE_FIELDS
 from segcli.diff import TierDiff, change_counts, change_lists
+from segcli.explain import decision_text
 from segcli.pareto import Concentration
 from segcli.rfm import money_units, units_to_money
 
@@ -227,7 +228,7 @@ def render_run(summary: pl.DataFrame, record: dict[str, Any], c: Concentration, 
             + (f" (and {departed:,} departed, written as yuxin)" if departed else "") + "\n"
             f"{headline(c, head_share)}\n"
             f"clusters: k={model['cluster']['k']}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
-            + (f"; VIP groups: {groups}" if groups else "") + f"\n\n{text}")
+            + (f"; VIP groups: {groups}" if groups else "") + f"\n{decision_text(record)}\n\n{text}")
 
 
 def render_diff(d: TierDiff, fmt: str, *, title: str) -> str:

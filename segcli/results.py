@@ -68,7 +68,7 @@ class SegmentResult:
         return {"as_of": self.record["as_of"], "customers": self.assignments.height - gone, "departed": gone,
                 "rows": self.record["rows"], "output": output, "pareto": concentration_document(self.concentration),
                 "tiers": to_records(self.summary("tier")), "vip_groups": to_records(self.summary("vip_group")),
-                "model": self.record["model"]["cluster"]}
+                "model": self.record["model"]["cluster"], "decision": self.record.get("decision")}
 
 
 @dataclass(frozen=True)

@@ -173,8 +173,18 @@ def with_recency(features: pl.LazyFrame, as_of: dt.date) -> pl.LazyFrame:
 
 
 def score(rank_min: pl.Expr, bins: int) -> pl.Expr:
-    """``1 + floor(bins * (rank_min - 1) / n)`` ranking worst to best; ties share a score."""
-    return 1 + (bins * (rank_min.cast(pl.Int64) - 1)) // pl.len().cast(pl.Int64)
+    """``1 + floor(bins * (rank_min - 1) / n)`` ranking worst to best; ties share a score.
+
+    The tie group holding the best value (the highest ``rank_min``) gets ``bins``: on data
+    billed on one day every customer's bill is dated on the as-of date, and the formula
+    would give that whole group the score of its smallest rank, 1. When every customer
+    holds the same value the column says nothing: all get the middle score ``ceil(bins/2)``.
+    """
+    rank = rank_min.cast(pl.Int64)
+    top = rank.max()
+    return (pl.when(top == 1).then(pl.lit((bins + 1) // 2, pl.Int64))  # one tie group: all equal
+            .when(rank == top).then(pl.lit(bins, pl.Int64))
+            .otherwise(1 + (bins * (rank - 1)) // pl.len().cast(pl.Int64)))
 
 
 def with_rank_min(lf: pl.LazyFrame, value: pl.Expr, name: str) -> pl.LazyFrame:
@@ -202,13 +212,34 @@ def score_rfm(lf: pl.LazyFrame, cfg: RfmConfig) -> pl.LazyFrame:
         lf.pipe(with_rank_min, recency_goodness, "_r_rank")
         .pipe(with_rank_min, pl.col("frequency"), "_f_rank")
         .with_columns(
-            r_score=score(pl.col("_r_rank"), bins),
-            f_score=score(pl.col("_f_rank"), bins),
+            # a customer without purchase has the worst R and F, even when all are alike
+            r_score=pl.when(pl.col("frequency") > 0).then(score(pl.col("_r_rank"), bins)).otherwise(1),
+            f_score=pl.when(pl.col("frequency") > 0).then(score(pl.col("_f_rank"), bins)).otherwise(1),
             m_score=score(pl.col("monetary_minor").rank("min"), bins),
         )
         .drop("_r_rank", "_f_rank")
         .with_columns(rfm_code=pl.lit(codes).gather(cell), rfm_segment=pl.lit(cells["rfm_segment"]).gather(cell))
     )
+
+
+SCORED = {"r_score": "recency_days", "f_score": "frequency", "m_score": "monetary"}
+
+
+def score_bins(df: pl.DataFrame, bins: int) -> dict[str, dict[str, object]]:
+    """The cut points of each score, for the run record: per score the value it ranks and,
+    for every bin 1..bins, its customers and the smallest and largest value in it (null
+    for an empty bin; customers without purchase count in R's and F's bin 1 with no value)."""
+    scored = df.filter(pl.col("r_score").is_not_null())
+    out: dict[str, dict[str, object]] = {}
+    for score_col, value in SCORED.items():
+        per_bin = (scored.group_by(score_col)
+                   .agg(customers=pl.len(), min=pl.col(value).min(), max=pl.col(value).max()))
+        found = {r[score_col]: r for r in per_bin.iter_rows(named=True)}  # at most ``bins`` rows
+        out[score_col] = {"value": value, "bins": [
+            {"score": b, "customers": int(found[b]["customers"]) if b in found else 0,
+             "min": found[b]["min"] if b in found else None, "max": found[b]["max"] if b in found else None}
+            for b in range(1, bins + 1)]}
+    return out
 
 
 def segment_table(cfg: RfmConfig) -> pl.DataFrame:

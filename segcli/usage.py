@@ -25,6 +25,7 @@ METAVARS = {
     "column": "ROLE=HEADER", "allow": "KIND", "max_invalid": "N", "threads": "N", "memory_limit": "SIZE",
     "fmt": "FORMAT", "plot": "FILE", "assignments": "ASSIGNMENTS", "prev": "PREV", "curr": "CURR",
     "from_": "FILE", "path": "PATH", "font": "FONT", "profile": "NAME", "changes_from": "PREV",
+    "db_table": "TABLE", "db_query": "SQL",
 }
 
 

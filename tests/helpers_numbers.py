@@ -182,7 +182,9 @@ def minor(value: Decimal) -> int:
 
 
 def spec_scores(goodness: Sequence[float | int], bins: int = BINS) -> np.ndarray:
-    """``1 + floor(bins * (rank_min - 1) / n)``, ranking worst (smallest goodness) to best.
+    """``1 + floor(bins * (rank_min - 1) / n)``, ranking worst (smallest goodness) to best,
+    except the tie group holding the best value, which gets ``bins``; when all values are
+    equal, everyone gets ``ceil(bins / 2)``.
 
     ``rank_min`` of a value is 1 + the number of values strictly worse; computed with pandas'
     ``rank(method="min")`` and cross-checked with a sorted search in numpy.
@@ -193,7 +195,11 @@ def spec_scores(goodness: Sequence[float | int], bins: int = BINS) -> np.ndarray
     arr = np.array(sorted(goodness), dtype=object)
     alt = np.array([int(np.searchsorted(arr, v, side="left")) + 1 for v in goodness], dtype=np.int64)
     assert (rank_min == alt).all()
-    return 1 + (bins * (rank_min - 1)) // n
+    if len(set(goodness)) == 1:
+        return np.full(n, math.ceil(bins / 2), dtype=np.int64)
+    scores = 1 + (bins * (rank_min - 1)) // n
+    scores[np.array([v == max(goodness) for v in goodness])] = bins
+    return scores
 
 
 NEVER = -(10**15)  # goodness of "no purchase": worse than any real recency
@@ -205,7 +211,9 @@ def reference_scores(feats: dict[str, Features], bins: int = BINS) -> dict[str, 
     f_good = [feats[c].frequency for c in ids]
     m_good = [minor(feats[c].monetary) for c in ids]
     r, f, m = spec_scores(r_good, bins), spec_scores(f_good, bins), spec_scores(m_good, bins)
-    return {c: (int(r[i]), int(f[i]), int(m[i])) for i, c in enumerate(ids)}
+    # a customer without purchase has the worst R and F (SPEC §3), even when nobody bought
+    never = [feats[c].frequency == 0 for c in ids]
+    return {c: (1 if never[i] else int(r[i]), 1 if never[i] else int(f[i]), int(m[i])) for i, c in enumerate(ids)}
 
 
 # --------------------------------------------------------------------------- Pareto (SPEC §3)

@@ -111,6 +111,26 @@ def test_diff_json_is_the_api_document(tx_csv: Path, tmp_path: Path) -> None:
     assert pl.read_csv(moves, schema_overrides={"customer_id": pl.String}).height == result.table.height
 
 
+def test_explain_json_is_the_api_document(tx_csv: Path, tmp_path: Path) -> None:
+    prev, curr = tmp_path / "p.parquet", tmp_path / "c.parquet"
+    run("segment", tx_csv, "--as-of", "2025-01-20", "-o", prev, "-q")
+    run("segment", tx_csv, "--previous", prev, "-o", curr, "-q")
+    ids = ["C01", "C04", "C05", "C03"]
+    result = segcli.explain(curr, ids)
+    assert json.loads(run("explain", curr, *ids, "--json").stdout) == as_json(result.document())
+    assert [e.customer_id for e in result.explanations] == ids and result.unknown == []
+    # one id as a string; a frame with its run record explains as the file does
+    assert segcli.explain(curr, "C01").document()["customers"] == result.document()["customers"][:1]
+    df, record = pl.read_parquet(curr), segcli.segment(tx_csv, previous=prev).record
+    assert segcli.explain(df, ids, record=record).document()["customers"][0]["lines"] == \
+        result.document()["customers"][0]["lines"]
+    # an unknown id: the API returns it, the CLI explains the others and exits 65
+    assert segcli.explain(curr, ["C01", "nobody"]).unknown == ["nobody"]
+    cli = runner.invoke(app, ["explain", str(curr), "C01", "nobody", "--json"])
+    assert cli.exit_code == 65
+    assert json.loads(cli.stdout) == as_json(segcli.explain(curr, ["C01", "nobody"]).document())
+
+
 # --------------------------------------------------------------------------- frames are inputs too
 
 

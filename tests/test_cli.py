@@ -42,7 +42,7 @@ def test_segment_writes_parquet_with_spec_columns_sorted_and_summary_on_stdout(t
     df, meta = read_assignments(str(out))
     assert tuple(df.columns) == OUTPUT_COLUMNS
     assert df["customer_id"].to_list() == sorted(df["customer_id"].to_list())
-    assert meta["schema_version"] == 1 and meta["as_of"] == "2025-01-26"
+    assert meta["schema_version"] == 2 and meta["as_of"] == "2025-01-26"
     assert meta["config_hash"] == load_config(None).hash
     assert meta["inputs"][0]["rows"] == 6
     schema = pl.read_parquet_schema(out)

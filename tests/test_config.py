@@ -99,7 +99,7 @@ MESSAGES = [
     ("[service.groups.vip_gold]\nchannel = 'x'\n", "bad configuration value 'service.groups.vip_gold' in FILE: "
      "no VIP group is named 'vip_gold'; groups: vip_big_ticket, vip_core, vip_lapsing, vip_loyal"),
     ("[service.groups.vip_lapsing]\nspeed = 1\n", "bad configuration value 'service.groups.vip_lapsing.speed' in FILE: "
-     "unknown service term; known: " + ", ".join(c.SERVICE_FIELDS)),
+     "unknown service term; known: " + ", ".join(c.SERVICE_FIELDS + c.GOODWILL_FIELDS)),
     ("[service.groups.vip_lapsing]\nresolution_hours = -1\n",
      "bad configuration value 'service.groups.vip_lapsing.resolution_hours' in FILE: must be positive"),
     ("[guard]\nmax_drop = 2\n", "bad configuration value 'guard.max_drop' in FILE: 2.0 must lie in [0, 1]"),
@@ -114,9 +114,9 @@ def test_a_bad_value_is_exit_78_naming_the_key_and_why(tmp_path: Path, text: str
 
 @pytest.mark.parametrize("text,key,known", [
     ("[tiers]\nmax_shares = 0.1\n", "tiers.max_shares", "active_days, capacity, incumbents_first, keep_share, labels, "
-     "max_share, method, rule, threshold, top_clusters"),
+     "lifecycle, max_share, method, rule, threshold, top_clusters"),
     ("[foo]\nx = 1\n", "foo", "analysis, cluster, export, guard, input, output, pareto, rfm, service, tiers, vip_groups"),
-    ("[service.yuxin]\nspeed = 1\n", "service.yuxin.speed", ", ".join(sorted(c.SERVICE_FIELDS))),
+    ("[service.yuxin]\nspeed = 1\n", "service.yuxin.speed", ", ".join(sorted(c.SERVICE_FIELDS + c.GOODWILL_FIELDS))),
 ])
 def test_an_unknown_key_is_named_with_the_keys_known_there(tmp_path: Path, text: str, key: str, known: str) -> None:
     error = message(tmp_path, text)
@@ -206,7 +206,8 @@ def test_default_toml_validates_against_the_schema_alone() -> None:
 def test_names_the_code_reads_agree_with_the_schema() -> None:
     assert c.ROLES == c.ColumnsTable.__struct_fields__ == tuple(f.name for f in dataclasses.fields(c.Columns))
     terms = tuple(f.name for f in dataclasses.fields(c.ServiceTerms))
-    assert c.SERVICE_FIELDS == c.TermsTable.__struct_fields__ == c.GroupTermsTable.__struct_fields__ == terms
+    every = c.SERVICE_FIELDS + c.GOODWILL_FIELDS
+    assert every == c.TermsTable.__struct_fields__ == c.GroupTermsTable.__struct_fields__ == terms
     assert typing.get_args(c.Separator) == tuple(c.SEPARATORS)
 
 

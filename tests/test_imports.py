@@ -17,8 +17,13 @@ from conftest import ROOT
 PACKAGE = ROOT / "segcli"
 CLI = {"segcli.cli", "segcli.usage", "segcli.__main__"}  # the command line (Typer)
 API = {"segcli.api", "segcli"}  # the public API; the package re-exports it
-EDGE = {"segcli.io": {"segcli.errors"}, "segcli.errors": set()}  # module -> the segcli modules it may import
-API_NAMES = {"load_config", "read_transactions", "segment", "rfm", "pareto", "lifetimes_summary", "diff", "validate"}
+# module -> the segcli modules it may import. PostgreSQL is an I/O backend of io (postgresql:// inputs and
+# outputs): the two go together; postgres reads the date column's name with parse.resolve_columns.
+EDGE = {"segcli.io": {"segcli.errors", "segcli.postgres"},
+        "segcli.postgres": {"segcli.errors", "segcli.io", "segcli.parse"},
+        "segcli.errors": set()}
+API_NAMES = {"load_config", "read_transactions", "segment", "rfm", "pareto", "lifetimes_summary", "diff", "validate",
+             "explain"}
 
 
 def module_name(path: Path) -> str:

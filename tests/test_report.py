@@ -58,6 +58,7 @@ def test_headline_figures_are_the_cli_figures(sample_report: dict[str, Any]) -> 
         "vip_customers": tiers["zhixin"]["customers"], "vip_revenue_share": tiers["zhixin"]["revenue_share"],
         "vip_limit": int(0.2 * pareto["customers"]),
         "candidates_cut": curr.filter(pl.col("reason") == "capacity_cut").height,
+        "at_risk": curr.filter((pl.col("tier") == "zhixin") & pl.col("at_risk")).height,  # schema 2
     }
     # what a reader sees in the cards is those numbers
     html = sample_report["html"]
@@ -149,7 +150,7 @@ def test_the_same_run_gives_the_same_page_byte_for_byte(tmp_path: Path, small_cs
         assert a.read_text(encoding="utf-8").count("@font-face") == 1
     except ConfigError:
         pass
-    assert "at-risk" not in a.read_text(encoding="utf-8")  # no at_risk column before schema v2
+    assert 'id="at-risk"' in a.read_text(encoding="utf-8")  # schema 2: the at_risk column is there
 
 
 def test_at_risk_vips_are_listed_once_the_assignments_have_the_column(small_csv: Path) -> None:
@@ -176,7 +177,7 @@ def test_candidates_cut_by_the_limit_are_the_capacity_cut_rows(tmp_path: Path, s
     cut = pl.read_csv(out).filter(pl.col("reason") == "capacity_cut").height
     assert cut >= 1
     report = page_data(page.read_text(encoding="utf-8"))["report"]
-    assert (report["candidates_cut"], report["candidates_cut_source"]) == (cut, "reason = capacity_cut")
+    assert (report["candidates_cut"], report["candidates_cut_source"]) == (cut, "run record")  # issue 14 records it
     assert report["vip_limit"] == 1
 
 

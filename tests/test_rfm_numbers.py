@@ -206,9 +206,10 @@ def test_fixture_scores_by_hand():
     # rank_min:             1          2      3   3       5       6       7      8
     assert {c: s[0] for c, s in expected.items()} == {
         "C07": 1, "C04": 1, "C03": 2, "C06": 2, "C05": 3, "C01": 4, "C02": 4, "C08": 5}
-    # frequency: C07 0 | C06,C08 1 | C03,C04,C05 2 | C01,C02 3 -> rank_min 1, 2, 4, 7
+    # frequency: C07 0 | C06,C08 1 | C03,C04,C05 2 | C01,C02 3 -> rank_min 1, 2, 4, 7;
+    # C01 and C02 hold the best value: 5, not the formula's 4 (C07 has no purchase: 1)
     assert {c: s[1] for c, s in expected.items()} == {
-        "C07": 1, "C06": 1, "C08": 1, "C03": 2, "C04": 2, "C05": 2, "C01": 4, "C02": 4}
+        "C07": 1, "C06": 1, "C08": 1, "C03": 2, "C04": 2, "C05": 2, "C01": 5, "C02": 5}
     # monetary: C06 -15, C07 -10, C08 12, C05 19.99, C03 20, C01 55.25, C02 90, C04 135
     # rank_min:   1         2        3       4          5       6          7       8
     assert {c: s[2] for c, s in expected.items()} == {
@@ -325,8 +326,11 @@ def test_random_segments_follow_the_grid(random_run):
 def test_score_formula_reference_on_textbook_cases():
     # all distinct, n = 10: two customers per bin
     assert spec_scores(list(range(10))).tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
-    # all tied: everyone gets 1
-    assert spec_scores([7] * 6).tolist() == [1] * 6
+    # all tied: the column says nothing, everyone gets the middle score ceil(5 / 2) = 3
+    assert spec_scores([7] * 6).tolist() == [3] * 6
+    assert spec_scores([7] * 6, bins=4).tolist() == [2] * 6
+    # the best value tied by many (a billing day): that group gets 5, not its rank_min's 2
+    assert spec_scores([0, 1, 2, 2, 2, 2, 2, 2]).tolist() == [1, 1, 5, 5, 5, 5, 5, 5]
     # 7 of 10 tied at the bottom: bins 2..4 stay empty
     assert spec_scores([0] * 7 + [1, 2, 3]).tolist() == [1] * 7 + [4, 5, 5]
 
@@ -476,3 +480,71 @@ def test_parquet_columns_are_plain_arrow_types(tmp_path):
     schema = pq.read_schema(tmp_path / "rfm.parquet")
     assert {str(schema.field(c).type) for c in ("r_score", "f_score", "m_score")} == {"int64"}
     assert {str(f.type) for f in schema} <= {"string", "int64", "double", "date32[day]"}
+
+
+# --------------------------------------------------------------------------- billing data (issue 14)
+
+BILL_MONTHS = ["2024-10-31", "2024-11-30", "2024-12-31", "2025-01-31"]
+
+
+def test_billing_day_data_gives_current_customers_the_top_recency_score(tmp_path):
+    """Monthly bills dated on the month end (telecom, utilities): five customers have a bill on
+    the as-of date, one stopped after December. The five hold the best recency and the best
+    frequency, so they score R = F = 5 (the formula alone would give R = 1: rank_min 2 of 6),
+    and are champions, not hibernating."""
+    rows = [(f"B{i}", d, str(50 + 10 * i), f"B{i}-{d}") for i in range(1, 6) for d in BILL_MONTHS]
+    rows += [("B6", d, "80", f"B6-{d}") for d in BILL_MONTHS[:3]]
+    src = write_csv(tmp_path / "bills.csv", rows)
+    df, _ = run_rfm(tmp_path, src)
+    got = {r["customer_id"]: (r["r_score"], r["f_score"], r["rfm_segment"]) for r in df.iter_rows(named=True)}
+    assert got == {**{f"B{i}": (5, 5, "champions") for i in range(1, 6)}, "B6": (1, 1, "hibernating")}
+    want = reference_scores(reference_features(rows))
+    assert {r["customer_id"]: (r["r_score"], r["f_score"], r["m_score"]) for r in df.iter_rows(named=True)} == want
+
+
+def test_billing_day_vips_are_not_lapsing(tmp_path):
+    """Billing data through `segment`: ten current customers and two who left in November.
+    The current VIPs score R = 5 and no VIP group is named vip_lapsing, so nobody current gets
+    the win-back service. (Were every customer billed on the as-of date, R would say nothing:
+    all 3, still not lapsing.)"""
+    rows = [(f"B{i}", d, str(10 * i), f"B{i}-{d}") for i in range(1, 11) for d in BILL_MONTHS]
+    rows += [(f"X{i}", d, "5", f"X{i}-{d}") for i in (1, 2) for d in BILL_MONTHS[:2]]
+    src = write_csv(tmp_path / "bills.csv", rows)
+    out = tmp_path / "a.parquet"
+    invoke(["segment", src, "-o", out, "--as-of", "2025-01-31", "-q"])
+    df = pl.read_parquet(out)
+    vips = df.filter(pl.col("tier") == "zhixin")
+    assert vips.height == 2 and set(vips["r_score"]) == {5}
+    assert "vip_lapsing" not in set(vips["vip_group"]) and "vip_winback" not in set(vips["service_level"])
+
+
+def test_a_column_without_spread_gets_the_middle_score(tmp_path):
+    """Every customer bought once, on the as-of date, for the same amount: R, F and M say
+    nothing, so everyone scores 3 in each (SPEC §3), a need_attention customer."""
+    rows = [(f"E{i}", "2025-01-31", "25", f"E{i}") for i in range(7)]
+    src = write_csv(tmp_path / "same.csv", rows)
+    df, _ = run_rfm(tmp_path, src)
+    assert set(df["rfm_code"]) == {"333"} and set(df["rfm_segment"]) == {"need_attention"}
+
+
+def test_score_cut_points_are_recorded_and_shown_under_the_segment_summary(tmp_path):
+    """The run record holds, for each score, every bin's customers and value range; they equal
+    the file's own ranges, and `summary --by rfm_segment` prints them under the segments."""
+    src = write_csv(tmp_path / "tx.csv", _random_rows(7, 2000))
+    df, _ = run_rfm(tmp_path, src, config=write_config(tmp_path / "k3.toml", "[cluster]\nk = 3\n"))
+    meta = json.loads(pq.read_metadata(tmp_path / "rfm.parquet").metadata[b"segcli"])
+    assert meta["schema_version"] == 1  # the rfm file's columns did not change
+    for score, value in (("r_score", "recency_days"), ("f_score", "frequency"), ("m_score", "monetary")):
+        recorded = meta["model"]["scores"][score]
+        assert recorded["value"] == value and [b["score"] for b in recorded["bins"]] == [1, 2, 3, 4, 5]
+        for b in recorded["bins"]:
+            part = df.filter(pl.col(score) == b["score"])
+            assert b["customers"] == part.height
+            assert (b["min"], b["max"]) == (part[value].min(), part[value].max()), (score, b)
+    text = invoke(["summary", tmp_path / "rfm.parquet", "--by", "rfm_segment"]).stdout
+    cuts = text.split("score cut points (run record)")[1]
+    r5 = next(b for b in meta["model"]["scores"]["r_score"]["bins"] if b["score"] == 5)
+    first_row = [line for line in cuts.splitlines() if line.startswith("5 ")][0]
+    lo, hi = f"{r5['min']:,}", f"{r5['max']:,}"
+    assert first_row.split()[1] == (lo if lo == hi else f"{lo}–{hi}")  # score 5: the most recent
+    assert "score cut points" not in invoke(["summary", tmp_path / "rfm.parquet", "--by", "rfm_segment", "--json"]).stdout

@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from helpers_numbers import (
+    invoke,
     minor,
     reference_features,
     reference_pareto,
@@ -168,7 +169,9 @@ REASON_ROWS = [
     ("I1", "2024-12-01", "200.00", "i1"),          # A but 61 days ago        -> inactive
     ("V2", "2025-01-30", "150.00", "v2"),          # A (700 before it < 708)  -> zhixin pareto_head
     ("S1", "2025-01-25", "20.00", "s1"),           # not A                    -> below_head
-    ("S2", "2025-01-25", "10.00", "s2"),           # not A                    -> below_head
+    ("S2", "2025-01-25", "5.00", "s2"),            # not A                    -> below_head
+    ("S2", "2025-01-25", "5.00", "s2b"),           #   two orders: S2 alone holds the best F (the
+                                                   #   others' single order does not get f = 5)
     ("N1", "2024-11-01", "30.00", "n1"),           # purchase, then a bigger return, and inactive:
     ("N1", "2025-01-10", "-50.00", "n2"),          #   non_positive_revenue comes first
     ("R1", "2025-01-15", "-5.00", "r1"),           # only a return: no_purchase comes first
@@ -297,7 +300,7 @@ def test_printed_tier_summary_matches_independent_figures(reason_run):
         assert row["mean_monetary"] == pytest.approx(revenue / len(members))
     assert doc["customers"] == 9 and doc["as_of"] == "2025-01-31"
     rows = doc["rows"]
-    assert (rows["rows_read"], rows["rows_used"], rows["rows_after_as_of"]) == (10, 10, 0)
+    assert (rows["rows_read"], rows["rows_used"], rows["rows_after_as_of"]) == (11, 11, 0)
     assert (rows["rows_returns"], rows["rows_zero_amount"]) == (2, 1)
     # zhixin: V1 + V2 = 650 of 860 net revenue (N1 -20, R1 -5 count in the total)
     assert tiers["zhixin"]["revenue"] == 650.0 and total == 860.0
@@ -348,7 +351,8 @@ def test_random_tiers_match_reference(tmp_path, capacity, active_days):
 def test_repeated_group_names_are_numbered_in_revenue_order(tmp_path):
     """Three distinct VIPs -> three one-customer groups. Tier median avg_order_value = 200:
     300 and 200 are both big-ticket (the second becomes vip_big_ticket_2), 150 is core;
-    all recent (r >= 4) and single-order (f = 1), so no lapsing/loyal name applies."""
+    all recent (r >= 4) and single-order (f = 3, the middle score of an all-equal column), so
+    no lapsing/loyal name applies."""
     rows = [("g300", "2025-01-30", "300", "a"), ("g200", "2025-01-29", "200", "b"), ("g150", "2025-01-28", "150", "c")]
     rows += [(f"s{i}", "2025-01-10", "1", f"s{i}") for i in range(7)]
     src = write_csv(tmp_path / "tx.csv", rows)
@@ -356,8 +360,79 @@ def test_repeated_group_names_are_numbered_in_revenue_order(tmp_path):
     df, _ = run_segment(tmp_path, src, config=cfg)
     check_invariants(df)
     scores = reference_scores(reference_features(rows))
-    assert all(scores[c][0] >= 4 and scores[c][1] == 1 for c in ("g300", "g200", "g150"))
+    # everyone bought once: F says nothing, every customer gets the middle score 3 (SPEC §3)
+    assert all(scores[c][0] >= 4 and scores[c][1] == 3 for c in ("g300", "g200", "g150"))
     groups = {c: g for c, g in zip(df["customer_id"], df["vip_group"]) if g is not None}
     assert groups == {"g300": "vip_big_ticket", "g200": "vip_big_ticket_2", "g150": "vip_core"}
     terms = {r["customer_id"]: r["goodwill_limit"] for r in df.iter_rows(named=True)}
     assert terms["g300"] == 1000.0 and terms["g150"] == 500.0
+
+
+# --------------------------------------------------------------------------- goodwill that fits (issue 14)
+
+GOODWILL_CONFIG = """
+[tiers]
+method = "threshold"
+threshold = 400
+max_share = 0.5
+
+[vip_groups]
+k = 1                     # one group, named by rules that never hold: the fallback vip_core
+
+[[vip_groups.names]]
+name = "vip_lapsing"
+metric = "r_score"
+op = "<"
+value = 0
+
+[[vip_groups.names]]
+name = "vip_big_ticket"
+metric = "avg_order_value"
+op = ">"
+value = 1e12
+
+[service.yuxin]
+goodwill_share = 0.2
+goodwill_min = 5.0
+goodwill_max = 50.0
+
+[service.zhixin]
+goodwill_share = 0.5
+goodwill_min = 20.0
+goodwill_max = 500.0
+
+[service.groups.vip_core]
+goodwill_max = 1000.0
+"""
+
+
+def test_goodwill_as_a_share_of_the_customers_own_order_value_within_bounds(tmp_path):
+    """VIP (vip_core): 50% of avg_order_value within 20..1000 (the group raises the tier's 500);
+    standard: 20% within 5..50; without purchase: the minimum. Worked by hand."""
+    rows = [("G1", "2025-01-20", "3000", "g1"),                                        # 1,500 -> 1,000
+            ("G2", "2025-01-21", "400", "g2a"), ("G2", "2025-01-22", "433.33", "g2b"),  # aov 416.665 -> 208.3325
+            *[("G3", f"2025-01-{d:02d}", "35", f"g3-{d}") for d in range(1, 13)],      # aov 35 -> 17.5 -> 20
+            ("S1", "2025-01-10", "60", "s1"),                                           # 12
+            ("S2", "2025-01-10", "10", "s2"),                                           # 2 -> 5
+            ("S3", "2025-01-10", "300", "s3"),                                          # 60 -> 50
+            ("R1", "2025-01-15", "-5", "r1")]                                           # no purchase -> 5
+    src = write_csv(tmp_path / "tx.csv", rows)
+    df, _ = run_segment(tmp_path, src, config=write_config(tmp_path / "c.toml", GOODWILL_CONFIG))
+    got = {r["customer_id"]: (r["tier"], r["vip_group"], r["goodwill_limit"]) for r in df.iter_rows(named=True)}
+    assert got == {"G1": ("zhixin", "vip_core", 1000.0), "G2": ("zhixin", "vip_core", 208.3325),
+                   "G3": ("zhixin", "vip_core", 20.0), "S1": ("yuxin", None, 12.0), "S2": ("yuxin", None, 5.0),
+                   "S3": ("yuxin", None, 50.0), "R1": ("yuxin", None, 5.0)}
+    # the export's policy gives the range per tier and group, not one row per amount
+    invoke(["export", tmp_path / "assignments.parquet", "--profile", "generic", "-o", tmp_path / "crm", "-q"])
+    policy = json.loads((tmp_path / "crm" / "policy.json").read_text(encoding="utf-8"))
+    groups = {(t["tier"], g["vip_group"]): g for t in policy["tiers"] for g in t["groups"]}
+    assert sorted(groups) == [("yuxin", None), ("zhixin", "vip_core")]
+    assert (groups[("zhixin", "vip_core")]["goodwill_limit"], groups[("zhixin", "vip_core")]["goodwill_limit_max"]) == (
+        20.0, 1000.0)
+    assert "| 20.00–1,000.00 (by customer) |" in (tmp_path / "crm" / "policy.md").read_text(encoding="utf-8")
+
+
+def test_fixed_goodwill_stays_the_default(tmp_path):
+    src = write_csv(tmp_path / "tx.csv", TIE_ROWS)
+    df, _ = run_segment(tmp_path, src)
+    assert set(zip(df["tier"], df["goodwill_limit"])) <= {("zhixin", 500.0), ("zhixin", 1000.0), ("yuxin", 50.0)}

@@ -19,12 +19,13 @@ import polars as pl
 
 from segcli import __version__
 from segcli.config import Config
-from segcli.errors import InputDataError
+from segcli.errors import InputDataError, UsageError
 from segcli.export.policy import policy_files
 from segcli.export.profiles import Profile, load_profiles, pick_profile
 from segcli.export.records import ID, REASON, Assignments, changed_records, read_export_input, shape
 from segcli.export.swap import MANIFEST, check_target, staged_folder
 from segcli.export.writer import file_entry, write_bodies, write_csv_parts, write_file
+from segcli.postgres import is_database
 
 __all__ = ["ExportResult", "Profile", "export_assignments", "load_profiles"]
 
@@ -81,8 +82,8 @@ def _read(assignments: str, changes_from: str | None, force: bool) -> tuple[Assi
 
 def export_assignments(assignments: str, *, profile: str, out_dir: str, config: Config,
                        changes_from: str | None = None, force: bool = False,
-                       created_at: str | None = None) -> ExportResult:
-    """Write the hand-off folder for one target.
+                       created_at: str | None = None, mode: str = "replace") -> ExportResult:
+    """Write the hand-off folder for one target (or, for ``generic``, a PostgreSQL table).
 
     Parameters
     ----------
@@ -103,15 +104,16 @@ def export_assignments(assignments: str, *, profile: str, out_dir: str, config: 
     created_at:
         A timestamp for the manifest (``SOURCE_DATE_EPOCH``); none by default, so that the
         same input gives the same bytes.
+    mode:
+        For a ``postgresql://...#schema.table`` ``out_dir`` (profile ``generic`` only):
+        ``replace`` the table or ``append`` this as-of date's rows (SPEC §8).
     """
     prof = pick_profile(load_profiles(config.raw.get("export")), profile)
+    if is_database(out_dir):
+        return _export_to_table(assignments, prof, out_dir, config, changes_from, force, created_at, mode)
     target = check_target(out_dir, [assignments] + ([changes_from] if changes_from else []), force=force)
     curr, prev = _read(assignments, changes_from, force)
-    if prev is None:
-        records = shape(curr.frame, prof, curr.as_of)
-    else:
-        fallback = {"tier_label": config.tiers.labels.get("yuxin", "遇心"), **config.service.yuxin.__dict__}
-        records = changed_records(curr, prev, prof, fallback)
+    records = _records(curr, prev, prof, config)
     out = records.drop(ID, REASON)
     with staged_folder(target) as folder:
         files = write_csv_parts(out, folder, prof)
@@ -124,3 +126,32 @@ def export_assignments(assignments: str, *, profile: str, out_dir: str, config: 
         manifest = _manifest(curr, prev, prof, config, records, files, created_at)
         write_file(folder / MANIFEST, (json.dumps(manifest, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
     return ExportResult(target, manifest)
+
+
+def _records(curr: Assignments, prev: Assignments | None, prof: Profile, config: Config) -> pl.DataFrame:
+    """Every customer shaped for the target, or with ``prev`` only the changed and departed."""
+    if prev is None:
+        return shape(curr.frame, prof, curr.as_of)
+    fallback = {"tier_label": config.tiers.labels.get("yuxin", "遇心"), **config.service.yuxin.__dict__}
+    return changed_records(curr, prev, prof, fallback)
+
+
+def _export_to_table(assignments: str, prof: Profile, out: str, config: Config, changes_from: str | None,
+                     force: bool, created_at: str | None, mode: str) -> ExportResult:
+    """``--profile generic -o postgresql://...#schema.table``: the records written to a table
+    atomically (:func:`segcli.postgres.write_postgres`), the manifest as its run record."""
+    from segcli.postgres import check_sink, write_postgres
+
+    if prof.name != "generic":
+        raise UsageError(f"-o {out}: only --profile generic writes to a database table",
+                         [f"{prof.system} imports files: give -o a folder"])
+    check_sink(out, [assignments] + ([changes_from] if changes_from else []))
+    curr, prev = _read(assignments, changes_from, force)
+    records = _records(curr, prev, prof, config)
+    table = records.drop(ID, REASON)
+    if prof.key != "customer_id":  # the table's primary key is customer_id (SPEC §8)
+        table = table.rename({prof.key: "customer_id"})
+    manifest = _manifest(curr, prev, prof, config, records,
+                         [{"path": out, "kind": "records", "rows": table.height}], created_at)
+    written = write_postgres(table, out, meta=manifest, mode=mode)
+    return ExportResult(Path(written[0]) if written else Path(out), manifest)

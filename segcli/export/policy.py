@@ -15,14 +15,21 @@ from segcli.export.records import Assignments
 MINUTES = {"first_response_minutes": 1, "resolution_hours": 60, "update_interval_hours": 60}
 
 
+# goodwill may be fitted to each customer (goodwill_share): a policy row gives its range
+TERMS = tuple(f for f in SERVICE_FIELDS if f != "goodwill_limit")
+
+
 def policy_rows(curr: Assignments) -> list[dict[str, Any]]:
-    """One row per (tier, VIP group, terms) of the assignments file, with its customers."""
-    keys = ["tier", "tier_label", "vip_group", *SERVICE_FIELDS]
-    table = (curr.frame.group_by(keys).agg(customers=pl.len())
+    """One row per (tier, VIP group, terms) of the assignments file, with its customers and
+    the goodwill limit (``goodwill_limit``, and ``goodwill_limit_max`` where it varies)."""
+    keys = ["tier", "tier_label", "vip_group", *TERMS]
+    table = (curr.frame.group_by(keys).agg(customers=pl.len(), goodwill_limit=pl.col("goodwill_limit").min(),
+                                           goodwill_limit_max=pl.col("goodwill_limit").max())
              .with_columns(_order=pl.col("tier").replace_strict({t: i for i, t in enumerate(TIERS)},
                                                                  return_dtype=pl.Int64))
-             .sort("_order", "vip_group", *SERVICE_FIELDS, nulls_last=False).drop("_order"))
-    return table.to_dicts()
+             .sort("_order", "vip_group", *TERMS, nulls_last=False).drop("_order"))
+    return [{k: v for k, v in r.items() if k != "goodwill_limit_max" or v != r["goodwill_limit"]}
+            for r in table.to_dicts()]
 
 
 def _targets(row: dict[str, Any], profile: Profile) -> list[dict[str, Any]]:
@@ -39,7 +46,8 @@ def policy_document(curr: Assignments, profile: Profile) -> dict[str, Any]:
         if not mine:
             continue
         groups = [{"vip_group": r["vip_group"], "customers": r["customers"],
-                   **{f: r[f] for f in SERVICE_FIELDS}, "targets": _targets(r, profile)} for r in mine]
+                   **{f: r[f] for f in (*SERVICE_FIELDS, "goodwill_limit_max") if f in r},
+                   "targets": _targets(r, profile)} for r in mine]
         tiers.append({"tier": tier, "label": mine[0]["tier_label"], "value": profile.tier_values[tier],
                       "customers": sum(r["customers"] for r in mine), "groups": groups})
     return {
@@ -87,7 +95,8 @@ def policy_markdown(doc: dict[str, Any], profile: Profile) -> str:
             cells = [tier["tier"], tier["label"], _code(tier["value"]), _code(group["vip_group"]),
                      f"{group['customers']:,}", group["service_level"],
                      *(_duration(t["minutes"]) for t in group["targets"]), group["channel"],
-                     f"{group['goodwill_limit']:,.2f}"]
+                     f"{group['goodwill_limit']:,.2f}" + (f"–{group['goodwill_limit_max']:,.2f} (by customer)"
+                                                           if "goodwill_limit_max" in group else "")]
             lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "Goodwill limit: what the front line may grant this customer on its own authority, "
               "without escalation. Channel: who handles the customer's cases.", ""]

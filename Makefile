@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast typecheck schema sample bench clean report-deps spark-deps
+.PHONY: demo test test-fast lint typecheck schema sample bench clean report-deps spark-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/segcli segment sample_data/transactions.csv -c configs/default.toml -o out/assignments.parquet
 	$(BIN)/segcli summary out/assignments.parquet --by vip_group
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -40,9 +40,12 @@ spark-deps: $(STAMP)
 	fi
 	$(BIN)/pip install --quiet -e '.[test,spark]'
 
-typecheck: $(STAMP)
-	$(BIN)/python -m mypy --version >/dev/null 2>&1 || $(BIN)/pip install --quiet 'mypy>=1.10'
-	$(BIN)/python -m mypy segcli --ignore-missing-imports
+# ruff and mypy come with the test extra (pyproject.toml); make test runs this first
+lint: $(STAMP)
+	$(BIN)/ruff check segcli tests bench
+	$(BIN)/python -m mypy segcli
+
+typecheck: lint
 
 # The JSON Schema of a config file that editors use (segcli/config.schema.json), regenerated from segcli/config.py
 schema: $(STAMP)

@@ -75,7 +75,7 @@ class Runner:
     max_tx: int | None = None  # skip above this many transactions
     csv: bool = False  # reads the CSV file
 
-    def argv(self, ctx: "Ctx") -> list[str]:
+    def argv(self, ctx: Ctx) -> list[str]:
         pq, out = str(ctx.parquet), str(ctx.out)
         seg = [str(ctx.segcli)]
         if self.name == "segcli-segment-parquet":

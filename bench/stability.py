@@ -224,7 +224,7 @@ def run_segment_in_process(args: argparse.Namespace, data: Path, out: Path, as_o
             raise
         run.guard_tripped = " ".join([exc.message, *exc.details])[:400]
         result = segment([str(data)], cfg, previous=prev_df, previous_meta=prev_meta, force=True)
-    write_table(result.customers, str(out), meta=result.meta)
+    write_table(result.assignments, str(out), meta=result.record)
     run.seconds = time.perf_counter() - t0
     run.warnings = [f"segcli: warning: {w}" for w in result.warnings]
     out.with_suffix(".log").write_text(f"in process: {scenario} {as_of} previous={previous}\n"

@@ -34,6 +34,7 @@ def main() -> None:
     from segcli.clusters import preload
     from segcli.config import load_config
     from segcli.io import write_table
+    from segcli.pareto import concentration_of
     from segcli.schema import OUTPUT_COLUMNS
     from segcli.tiers import assign_tiers, vip_groups, with_service_terms
 
@@ -57,7 +58,7 @@ def main() -> None:
         t = stage("reading + checking (+ aggregating)", t)
         df = P.customer_table(tx, cfg)
         t = stage("customer table (features, scores, Pareto)", t)
-        P.concentration_of(df, cfg, tx.scale)
+        concentration_of(df, cfg.pareto.head_share, tx.scale)
         t = stage("concentration figures", t)
         df, model = P.add_clusters(df, cfg)
         t = stage("clusters (k by silhouette, fit, predict)", t)
@@ -70,7 +71,7 @@ def main() -> None:
         out = with_service_terms(df.lazy(), cfg.service, names, cfg.tiers.labels).select(OUTPUT_COLUMNS).collect()
         del df
         t = stage("service terms", t)
-        meta = P.run_record(cfg, tx, model, info, out, None)
+        meta = P.run_record(cfg, tx, model, info, out)
         t = stage("run record", t)
         write_table(out, str(out_dir / "out.parquet"), meta=meta)
         stage("writing the Parquet file", t)
@@ -79,7 +80,7 @@ def main() -> None:
     total = sum(statistics.median(v) for v in times.values())
     print(f"{args.input}: {rows:,} rows, {customers:,} customers; polars {pl.__version__}; "
           f"median of {args.repeat}; import {imported:.2f} s")
-    print(f"| stage | wall s | share | peak RSS GiB after |")
+    print("| stage | wall s | share | peak RSS GiB after |")
     print("| --- | ---: | ---: | ---: |")
     for name, values in times.items():
         med = statistics.median(values)

@@ -1,20 +1,25 @@
-"""The Typer command line: parse options, load config, call the core, render, map errors.
+"""The Typer command line: parse options, load config, call the API once, render, map errors.
 
-Data goes to stdout only when asked for (``-o -``, ``--json``, tables); warnings, hints and
-errors go to stderr. Every :class:`SegcliError` becomes one ``segcli: error: ...`` line plus
-details and its exit code; anything else is ``segcli: internal error`` (exit 1).
+Every command is parse -> config -> one call of :mod:`segcli.api` -> write and render. Data
+goes to stdout only when asked for (``-o -``, ``--json``, tables); warnings, hints and errors
+go to stderr. Every :class:`SegcliError` becomes one ``segcli: error: ...`` line plus details
+and its exit code; anything else is ``segcli: internal error`` (exit 1).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
+import inspect
 import json
 import os
 import sys
 import time
 import traceback
+import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -24,21 +29,16 @@ import tomli_w
 import typer
 from tabulate import tabulate_formats
 
-from segcli import __version__
+from segcli import __version__, api
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, json_schema, load_config
-from segcli.diff import TO_FIELDS as DIFF_TO_FIELDS
-from segcli.diff import TierDiff, change_count_map, change_counts, change_lists, check_run_order, departed_terms, run_as_of, tier_diff
-from segcli.engines import engine_settings, loader
+from segcli.engines import EngineSettings, engine_settings
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
-from segcli.explain import cut_points_table, decision_text, explain, render_explanations
+from segcli.explain import cut_points_table, render_explanations
 from segcli.io import check_output_path, read_assignments, read_record, write_table, write_text, write_workbook
-from segcli.lifetimes import lifetimes_finish, lifetimes_periods, lifetimes_record
+from segcli.pipeline import MEMORY_LIMIT_ENV, parse_size
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.postgres import command_line_inputs, command_line_output, is_database, write_rejects_table
-from segcli.pipeline import (MEMORY_LIMIT_ENV, Loader, concentration_of, customer_table, features_by_part,
-                             load_transactions, parse_size, rfm_features, rfm_table, segment, warning_records)
-from segcli.report import concentration_document, headline, render, render_concentration, summarize, to_records
-from segcli.tiers import vip_limit
+from segcli.report import render, render_concentration, render_diff, render_run, summarize
 from segcli.usage import SegcliCommand, SegcliGroup
 
 app = typer.Typer(
@@ -89,6 +89,11 @@ class CsvEncoding(str, Enum):
     gb18030 = "gb18030"
 
 
+class Lang(str, Enum):
+    zh = "zh"
+    en = "en"
+
+
 TABLE_FORMATS = ("csv", "json", *sorted(tabulate_formats))
 
 
@@ -99,36 +104,55 @@ def _check_format(value: str) -> str:
     return value
 
 
-# Options shared by every command that reads transactions (SPEC §2).
-Inputs = Annotated[list[str], typer.Argument(help="CSV/TSV, Parquet or Excel files, directories, globs, or - for CSV on stdin.", show_default=False)]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML config (only what differs from the defaults).", show_default=False)]
-AsOfOpt = Annotated[str | None, typer.Option("--as-of", help="Analysis date YYYY-MM-DD [default: latest transaction].", show_default=False)]
-WindowOpt = Annotated[int | None, typer.Option("--window-days", help="Keep only the last N days up to the as-of date.", show_default=False)]
-EncodingOpt = Annotated[str | None, typer.Option("--encoding", help="CSV encoding: auto, utf-8, gb18030.", show_default=False)]
-SheetOpt = Annotated[str | None, typer.Option("--sheet", help="Excel: the sheet to read, by name or 1-based position [default: the first].", show_default=False)]
-HeaderRowOpt = Annotated[int | None, typer.Option("--header-row", help="The row (CSV: line) holding the header, as the file numbers it (e.g. 3 below two title rows).", show_default=False, min=1)]
-SeparatorOpt = Annotated[str | None, typer.Option("--separator", help="Text input field separator: , ; tab | or whitespace [default: detected].", show_default=False)]
-ColumnOpt = Annotated[list[str] | None, typer.Option("--column", help="Map a column, ROLE=HEADER (repeatable; roles: customer_id, date, amount, order_id, currency).", show_default=False)]
-AllowOpt = Annotated[list[str] | None, typer.Option("--allow", help="A warning kind --strict lets through (repeatable), e.g. identical_rows.", show_default=False)]
-MaxInvalidOpt = Annotated[float | None, typer.Option("--max-invalid", help="Tolerate N bad rows (or a share < 1); they go to OUT.rejects.csv.", show_default=False)]
+def _option(*names: str, help: str, **kwargs: Any) -> Any:
+    """A ``typer.Option`` with segcli's habits: no ``[default: None]`` unless asked for."""
+    return typer.Option(*names, help=help, **{"show_default": False, **kwargs})
+
+
+# Options shared by every command that reads transactions (SPEC §2): InputOptions holds them.
+Inputs = Annotated[list[str], typer.Argument(
+    help="CSV/TSV, Parquet or Excel files, directories, globs, or - for CSV on stdin.", show_default=False)]
+ConfigOpt = Annotated[Path | None, _option("--config", "-c", help="TOML config (only what differs from the defaults).")]
+AsOfOpt = Annotated[str | None, _option("--as-of", help="Analysis date YYYY-MM-DD [default: latest transaction].")]
+WindowOpt = Annotated[int | None, _option("--window-days", help="Keep only the last N days up to the as-of date.")]
+EncodingOpt = Annotated[str | None, _option("--encoding", help="CSV encoding: auto, utf-8, gb18030.")]
+SheetOpt = Annotated[str | None, _option(
+    "--sheet", help="Excel: the sheet to read, by name or 1-based position [default: the first].")]
+HeaderRowOpt = Annotated[int | None, _option(
+    "--header-row", min=1,
+    help="The row (CSV: line) holding the header, as the file numbers it (e.g. 3 below two title rows).")]
+SeparatorOpt = Annotated[str | None, _option(
+    "--separator", help="Text input field separator: , ; tab | or whitespace [default: detected].")]
+ColumnOpt = Annotated[list[str] | None, _option(
+    "--column",
+    help="Map a column, ROLE=HEADER (repeatable; roles: customer_id, date, amount, order_id, currency).")]
+AllowOpt = Annotated[list[str] | None, _option(
+    "--allow", help="A warning kind --strict lets through (repeatable), e.g. identical_rows.")]
+MaxInvalidOpt = Annotated[float | None, _option(
+    "--max-invalid", help="Tolerate N bad rows (or a share < 1); they go to OUT.rejects.csv.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="Maximum worker threads.", show_default=False, min=1)]
-MemoryOpt = Annotated[str | None, typer.Option("--memory-limit", envvar=MEMORY_LIMIT_ENV, help="Memory budget, e.g. 4G: large exports are aggregated in customer buckets sized to it (env SEGCLI_MEMORY_LIMIT).", show_default=False)]
-FormatOpt = Annotated[str, typer.Option("--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.", callback=_check_format)]
+ThreadsOpt = Annotated[int | None, _option("--threads", help="Maximum worker threads.", min=1)]
+MemoryOpt = Annotated[str | None, _option(
+    "--memory-limit", envvar=MEMORY_LIMIT_ENV,
+    help="Memory budget, e.g. 4G: large exports are aggregated in customer buckets sized to it "
+         "(env SEGCLI_MEMORY_LIMIT).")]
+# Options of the commands that print tables.
+FormatOpt = Annotated[str, typer.Option(
+    "--format", help="Table format: any tabulate format (github, simple, plain, psql, ...), csv or json.",
+    callback=_check_format)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout (= --format json).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No summary and no warnings on the terminal.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
-OutEncodingOpt = Annotated[CsvEncoding | None, typer.Option("--output-encoding", help="Encoding of CSV output.", show_default=False)]
-EngineOpt = Annotated[Engine, typer.Option("--engine", help="Where the heavy step runs: polars (embedded) or spark (pip install 'segcli[spark]'; SPARK_REMOTE=sc://... for Spark Connect).")]
-SparkMasterOpt = Annotated[str | None, typer.Option("--spark-master", help="--engine spark: the master URL, e.g. local[2], spark://host:7077, yarn [default: local[*], or spark-submit's --master].", show_default=False)]
-SparkConfOpt = Annotated[list[str] | None, typer.Option("--spark-conf", help="--engine spark: a Spark setting KEY=VALUE (repeatable), e.g. spark.driver.memory=4g.", show_default=False)]
+OutEncodingOpt = Annotated[CsvEncoding | None, _option("--output-encoding", help="Encoding of CSV output.")]
+EngineOpt = Annotated[Engine, typer.Option(
+    "--engine", help="Where the heavy step runs: polars (embedded) or spark (pip install 'segcli[spark]'; "
+                     "SPARK_REMOTE=sc://... for Spark Connect).")]
+SparkMasterOpt = Annotated[str | None, _option(
+    "--spark-master", help="--engine spark: the master URL, e.g. local[2], spark://host:7077, yarn "
+                           "[default: local[*], or spark-submit's --master].")]
+SparkConfOpt = Annotated[list[str] | None, _option(
+    "--spark-conf", help="--engine spark: a Spark setting KEY=VALUE (repeatable), e.g. spark.driver.memory=4g.")]
 SPARK_REMOTE_ENV = "SPARK_REMOTE"  # Spark Connect, as PySpark itself reads it
-
-
-def _loader(engine: Engine, master: str | None, conf: list[str] | None) -> Loader:
-    """The engine options -> the loader the core is given (SPARK_REMOTE: Spark Connect)."""
-    settings = engine_settings(engine.value, master=master, conf=conf, remote=os.environ.get(SPARK_REMOTE_ENV))
-    return load_transactions if engine is Engine.polars else loader(settings)
 
 
 class WriteMode(str, Enum):
@@ -137,9 +161,11 @@ class WriteMode(str, Enum):
 
 
 # PostgreSQL (SPEC §8): what a postgresql:// input reads, how a postgresql:// output is written
-TableOpt = Annotated[str | None, typer.Option("--table", help="postgresql:// input: the table to read, schema.table.", show_default=False)]
-QueryOpt = Annotated[str | None, typer.Option("--query", help="postgresql:// input: a SELECT to read instead of a table.", show_default=False)]
-ModeOpt = Annotated[WriteMode, typer.Option("--mode", help="postgresql://...#schema.table output: replace the table, or append (one set of rows per as-of date).")]
+TableOpt = Annotated[str | None, _option("--table", help="postgresql:// input: the table to read, schema.table.")]
+QueryOpt = Annotated[str | None, _option("--query", help="postgresql:// input: a SELECT to read instead of a table.")]
+ModeOpt = Annotated[WriteMode, typer.Option(
+    "--mode", help="postgresql://...#schema.table output: replace the table, or append (one set of rows per as-of "
+                   "date).")]
 
 
 def _database_output(output: str | None, mode: WriteMode) -> str | None:
@@ -149,10 +175,89 @@ def _database_output(output: str | None, mode: WriteMode) -> str | None:
     return command_line_output(output)
 
 
-def _memory_limit(limit: str | None) -> int | None:
-    """--memory-limit (or SEGCLI_MEMORY_LIMIT, its default) in bytes, passed to the core as
-    a parameter: exit 2 when it is no size."""
-    return parse_size(limit) if limit is not None and limit.strip() else None
+@dataclass(frozen=True)
+class InputOptions:
+    """The options of every command that reads transactions (SPEC §2), declared once.
+
+    A command takes ``opts: InputOptions = NO_INPUT_OPTIONS`` where these options belong
+    in its help, and :func:`input_options` puts each of them there for Typer.
+    """
+
+    config: Path | None = None
+    as_of: str | None = None
+    window_days: int | None = None
+    encoding: str | None = None
+    sheet: str | None = None
+    header_row: int | None = None
+    separator: str | None = None
+    column: list[str] | None = None
+    max_invalid: float | None = None
+    strict: bool = False
+    allow: list[str] | None = None
+    threads: int | None = None  # applied by segcli.__main__ before Polars starts; here for --help and its check
+    memory_limit: str | None = None
+    db_table: str | None = None  # --table: what a postgresql:// input reads
+    db_query: str | None = None  # --query: a SELECT a postgresql:// input reads instead
+    engine: Engine = Engine.polars  # --engine: where the heavy step runs (SPEC §8)
+    spark_master: str | None = None
+    spark_conf: list[str] | None = None
+
+    def load_config(self) -> Config:
+        """The config file with these options over it (a bad flag value is a usage error)."""
+        return _config(self.config, as_of=self.as_of, window_days=self.window_days, encoding=self.encoding,
+                       max_invalid=self.max_invalid, strict=self.strict, sheet=self.sheet,
+                       header_row=self.header_row, separator=self.separator, columns=self.column, allow=self.allow)
+
+    def memory_bytes(self) -> int | None:
+        """--memory-limit (or SEGCLI_MEMORY_LIMIT, its default) in bytes, passed to the core
+        as a parameter: exit 2 when it is no size."""
+        limit = self.memory_limit
+        return parse_size(limit) if limit is not None and limit.strip() else None
+
+    def inputs(self, inputs: list[str]) -> list[str]:
+        """The command line's inputs with --table/--query attached to a postgresql:// input
+        and its password masked (:func:`segcli.postgres.command_line_inputs`)."""
+        return command_line_inputs(inputs, table=self.db_table, query=self.db_query)
+
+    def engine_settings(self) -> EngineSettings:
+        """--engine, --spark-master, --spark-conf and SPARK_REMOTE (Spark Connect) -> the
+        engine the API runs the heavy step on (a bad --spark-conf is a usage error)."""
+        return engine_settings(self.engine.value, master=self.spark_master, conf=self.spark_conf,
+                               remote=os.environ.get(SPARK_REMOTE_ENV))
+
+
+NO_INPUT_OPTIONS = InputOptions()
+_INPUT_OPTIONS: dict[str, Any] = {
+    "config": ConfigOpt, "as_of": AsOfOpt, "window_days": WindowOpt, "encoding": EncodingOpt, "sheet": SheetOpt,
+    "header_row": HeaderRowOpt, "separator": SeparatorOpt, "column": ColumnOpt, "max_invalid": MaxInvalidOpt,
+    "strict": StrictOpt, "allow": AllowOpt, "threads": ThreadsOpt, "memory_limit": MemoryOpt,
+    "db_table": TableOpt, "db_query": QueryOpt,
+    "engine": EngineOpt, "spark_master": SparkMasterOpt, "spark_conf": SparkConfOpt,
+}
+
+
+def input_options(fn: F) -> F:
+    """Put the :class:`InputOptions` where ``fn`` has its ``opts`` parameter: Typer sees
+    each option (the same help in every command), ``fn`` gets them as one value."""
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    defaults = {f.name: f.default for f in dataclasses.fields(InputOptions)}
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        if p.name == "opts":
+            params += [inspect.Parameter(name, p.kind, default=defaults[name], annotation=annotation)
+                       for name, annotation in _INPUT_OPTIONS.items()]
+        else:
+            params.append(p.replace(annotation=hints[p.name]))
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        opts = InputOptions(**{name: kwargs.pop(name) for name in _INPUT_OPTIONS})
+        return fn(*args, opts=opts, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    return wrapper  # type: ignore[return-value]
 
 
 def _err(text: str) -> None:
@@ -215,41 +320,32 @@ def _columns(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
+# config keys set from a flag whose bad value is a usage error (exit 2), not a config error
+FLAG_KEYS = (("analysis.as_of", "--as-of"), ("input.encoding", "--encoding"), ("analysis.max_invalid", "--max-invalid"),
+             ("input.separator", "--separator"))
+
+
 def _config(config: Path | None, *, as_of: str | None = None, window_days: int | None = None,
             encoding: str | None = None, max_invalid: float | None = None, strict: bool = False,
             sheet: str | None = None, header_row: int | None = None, separator: str | None = None,
             columns: list[str] | None = None, allow: list[str] | None = None) -> Config:
+    """The config file (or the defaults) with the flags over it."""
     overrides: dict[str, Any] = _columns(columns)
-    if separator is not None:
-        overrides["input.separator"] = separator
     if allow:
         unknown = sorted(set(allow) - set(WARNING_KINDS))
         if unknown:
             raise UsageError(f"--allow {unknown[0]}: unknown warning kind; kinds: {', '.join(WARNING_KINDS)}")
-        overrides["analysis.allow+"] = allow  # added to the config's own list
-    if sheet is not None:
-        overrides["input.sheet"] = sheet
-    if header_row is not None:
-        overrides["input.header_row"] = header_row
-    if as_of is not None:
-        overrides["analysis.as_of"] = as_of
-    if window_days is not None:
-        if window_days < 0:
-            raise UsageError("--window-days must not be negative")
-        overrides["analysis.window_days"] = window_days
-    if encoding is not None:
-        overrides["input.encoding"] = encoding
-    if max_invalid is not None:
-        overrides["analysis.max_invalid"] = max_invalid
-    if strict:
-        overrides["analysis.strict"] = True
+    if window_days is not None and window_days < 0:
+        raise UsageError("--window-days must not be negative")
+    given = {"input.separator": separator, "analysis.allow+": allow or None,  # added to the config's own list
+             "input.sheet": sheet, "input.header_row": header_row, "analysis.as_of": as_of,
+             "analysis.window_days": window_days, "input.encoding": encoding, "analysis.max_invalid": max_invalid,
+             "analysis.strict": True if strict else None}
+    overrides.update({k: v for k, v in given.items() if v is not None})
     try:
         return load_config(config, overrides)
     except SegcliError as exc:
-        # a bad value given on the command line is a usage error, not a config file error
-        flag = next((f for k, f in (("analysis.as_of", "--as-of"), ("input.encoding", "--encoding"),
-                                     ("analysis.max_invalid", "--max-invalid"), ("input.separator", "--separator"))
-                     if k in exc.message and k in overrides), None)
+        flag = next((f for k, f in FLAG_KEYS if k in exc.message and k in overrides), None)
         if flag:
             raise UsageError(f"{flag}: {exc.message.split(': ', 1)[-1]}") from None
         raise
@@ -259,7 +355,22 @@ def _table_format(fmt: str, as_json: bool) -> str:
     return "json" if as_json else fmt
 
 
-def _warn(warnings: list[RunWarning], cfg: Config, quiet: bool, inputs: list[str]) -> None:
+def _json(doc: Any) -> str:
+    """One JSON document as every ``--json`` prints it."""
+    return json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n"
+
+
+def _one_stdout_document(output: str | None, as_json: bool) -> None:
+    if output == "-" and as_json:
+        raise UsageError("-o - and --json both ask for stdout: choose one")
+
+
+def _csv_encoding(flag: CsvEncoding | None, cfg: Config) -> str:
+    """--output-encoding, else the config's ``output.csv_encoding``."""
+    return flag.value if flag else cfg.csv_encoding
+
+
+def _warn(warnings: list[RunWarning], quiet: bool) -> None:
     """Print warnings (--strict is enforced by the core: ``pipeline.check_strict``)."""
     if not quiet:
         for w in warnings:
@@ -320,18 +431,37 @@ def _write_rejects(rejects: pl.DataFrame | None, out: str | None) -> str | None:
     return f"{out}.rejects.csv"
 
 
+def _chart_font(font: str | None, cfg: Config, quiet: bool, *, required: bool = False) -> Path | None:
+    """The font for Chinese labels on PNG/SVG charts: --font (checked), else one found on the
+    machine; without one, an error when ``required``, else a warning (English labels)."""
+    from segcli.fonts import find_cjk_font
+    from segcli.page.text import all_text
+
+    try:
+        return find_cjk_font(font, text=all_text(cfg.tiers.labels))
+    except SegcliError as exc:
+        if font is not None or required:
+            raise
+        if not quiet:
+            _err(f"segcli: warning: {exc.message}: the chart's labels are in English only; "
+                 "install one (e.g. apt-get install fonts-wqy-microhei) or pass --font PATH")
+        return None
+
+
 @app.command("segment", cls=SegcliCommand)
 @handle_errors
+@input_options
 def segment_cmd(
     inputs: Inputs,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Assignments file: .parquet, .csv, .jsonl, or - for CSV on stdout.", show_default=False)] = None,
-    previous: Annotated[str | None, typer.Option("--previous", help="Previous assignments file: keeps VIPs stable (hysteresis) and marks departed customers.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous, or --previous is not an earlier run.")] = False,
-    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None, mode: ModeOpt = WriteMode.REPLACE,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
+    output: Annotated[str | None, _option(
+        "--output", "-o", help="Assignments file: .parquet, .csv, .jsonl, or - for CSV on stdout.")] = None,
+    previous: Annotated[str | None, _option(
+        "--previous",
+        help="Previous assignments file: keeps VIPs stable (hysteresis) and marks departed customers.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Go on even when the data shrank more than guard.max_drop against --previous, or "
+                        "--previous is not an earlier run.")] = False,
+    opts: InputOptions = NO_INPUT_OPTIONS, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -339,78 +469,54 @@ def segment_cmd(
 
     Example: segcli segment sample_data/transactions.csv -o assignments.parquet
     """
-    limit = _memory_limit(memory_limit)
-    inputs, output = command_line_inputs(inputs, table=db_table, query=db_query), _database_output(output, mode)
-    if output == "-" and as_json:
-        raise UsageError("-o - and --json both ask for stdout: choose one")
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
+    limit = opts.memory_bytes()
+    inputs, output = opts.inputs(inputs), _database_output(output, mode)
+    _one_stdout_document(output, as_json)
+    cfg = opts.load_config()
     if output is not None:
         check_output_path(output, inputs + ([previous] if previous else []))
-    prev_df = prev_meta = None
-    if previous is not None:
-        prev_df, prev_meta = read_assignments(previous)
-        missing = {"customer_id", "tier", "reason", "monetary"} - set(prev_df.columns)
-        if missing:
-            raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
     progress = Progress(quiet)
+    rejects = None
     try:
-        result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress,
-                         memory_limit=limit, load=_loader(engine, spark_master, spark_conf))
+        result = api.segment(inputs, cfg, previous=previous, force=force, progress=progress, memory_limit=limit,
+                             engine=opts.engine_settings())
         progress.done()
-        _warn(_rejects_where(result.warnings, output), cfg, quiet, inputs)
-        if output is not None and output != "-":
-            progress(f"writing {output}")
+        _warn(_rejects_where(result.warnings, output), quiet)
         if output is not None:
-            write_table(result.customers, output, meta=result.meta, rejects=result.rejects,
-                        csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding), mode=mode.value)
+            if output != "-":
+                progress(f"writing {output}")
+            write_table(result.assignments, output, meta=result.record, rejects=result.rejects,
+                        csv_encoding=_csv_encoding(output_encoding, cfg), mode=mode.value)
             rejects = _write_rejects(result.rejects, output)
     finally:
         progress.done()
-    if output is not None:
-        if rejects and not quiet:
-            _err(f"segcli: rejected rows written to {rejects}")
-    elif not quiet:
+    if output is None and not quiet:
         _err("segcli: preview only: nothing written (use -o assignments.parquet to write the assignments)")
+    elif rejects and not quiet:
+        _err(f"segcli: rejected rows written to {rejects}")
     if quiet and not as_json:
         return
-    df, conc = result.customers, result.concentration
-    summary = summarize(df, "tier")
-    gone = df.filter(pl.col("reason") == "departed").height  # rows that only demote, not in the data
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
-        doc = {"as_of": result.meta["as_of"], "customers": df.height - gone, "departed": gone, "rows": result.meta["rows"],
-               "output": output, "pareto": concentration_document(conc), "tiers": to_records(summary),
-               "vip_groups": to_records(summarize(df, "vip_group")), "model": result.meta["model"]["cluster"],
-               "decision": result.meta.get("decision")}
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2, default=str) + "\n")
+        sys.stdout.write(_json(result.document(output=output)))
         return
-    text = render(summary, fmt)
-    if fmt not in ("csv",):
-        counts, model = result.meta["rows"], result.meta["model"]
-        sil = model["cluster"]["silhouette"]
-        groups = ", ".join(f"{g['vip_group']} ({g['customers']:,})" for g in model["vip_groups"]["groups"])
-        text = (f"as of {result.meta['as_of']}: {df.height - gone:,} customers from {counts['rows_used']:,} rows"
-                + (f" (and {gone:,} departed, written as yuxin)" if gone else "") + "\n"
-                f"{headline(conc, cfg.pareto.head_share)}\n"
-                f"clusters: k={model['cluster']['k']}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
-                + (f"; VIP groups: {groups}" if groups else "") + f"\n{decision_text(result.meta)}\n\n{text}")
-    _emit(text, to_stderr=(output == "-"))
-
+    _emit(render_run(result.summary("tier"), result.record, result.concentration, fmt,
+                     head_share=cfg.pareto.head_share, departed=result.departed), to_stderr=(output == "-"))
 
 
 @app.command("rfm", cls=SegcliCommand)
 @handle_errors
+@input_options
 def rfm_cmd(
     inputs: Inputs,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Output file: .parquet, .csv, .jsonl, or - for CSV on stdout.", show_default=False)] = None,
-    style: Annotated[Style, typer.Option("--style", help="segcli: RFM features, scores, segment, cluster; lifetimes: frequency/recency/T/monetary_value for CLV models.")] = Style.segcli,
-    freq: Annotated[Freq, typer.Option("--freq", help="Period for --style lifetimes: D (day) or W (Monday-start week).")] = Freq.D,
-    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None, mode: ModeOpt = WriteMode.REPLACE,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
+    output: Annotated[str | None, _option(
+        "--output", "-o", help="Output file: .parquet, .csv, .jsonl, or - for CSV on stdout.")] = None,
+    style: Annotated[Style, typer.Option(
+        "--style", help="segcli: RFM features, scores, segment, cluster; lifetimes: "
+                        "frequency/recency/T/monetary_value for CLV models.")] = Style.segcli,
+    freq: Annotated[Freq, typer.Option(
+        "--freq", help="Period for --style lifetimes: D (day) or W (Monday-start week).")] = Freq.D,
+    opts: InputOptions = NO_INPUT_OPTIONS, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -418,98 +524,90 @@ def rfm_cmd(
 
     Example: segcli rfm export.csv -o rfm.csv --style lifetimes --freq W
     """
-    limit = _memory_limit(memory_limit)
-    inputs, output = command_line_inputs(inputs, table=db_table, query=db_query), _database_output(output, mode)
-    if output == "-" and as_json:
-        raise UsageError("-o - and --json both ask for stdout: choose one")
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
+    limit = opts.memory_bytes()
+    inputs, output = opts.inputs(inputs), _database_output(output, mode)
+    _one_stdout_document(output, as_json)
+    cfg = opts.load_config()
     if output is not None:
         check_output_path(output, inputs)
-    load = _loader(engine, spark_master, spark_conf)
+    result: api.RfmResult | api.LifetimesResult
     if style is Style.lifetimes:
-        periods = functools.partial(lifetimes_periods, freq=freq.value)
-        tx = load(inputs, cfg, aggregate=periods, memory_limit=limit)
-        df = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq.value,
-                              scale=tx.scale).collect()
-        meta = lifetimes_record(cfg, tx, freq.value)
-        warnings, rejects = tx.warnings, tx.rejects
+        result = api.lifetimes_summary(inputs, cfg, freq=freq.value, memory_limit=limit,
+                                       engine=opts.engine_settings())
     else:
         progress = Progress(quiet)
         try:
-            df, meta, warnings, rejects = rfm_table(inputs, cfg, progress=progress, memory_limit=limit, load=load)
+            result = api.rfm(inputs, cfg, progress=progress, memory_limit=limit,
+                             engine=opts.engine_settings())
         finally:
             progress.done()
-    _warn(_rejects_where(warnings, output), cfg, quiet, inputs)
+    _warn(_rejects_where(result.warnings, output), quiet)
     if output is not None:
-        write_table(df, output, meta=meta, rejects=rejects,
-                    csv_encoding=(output_encoding.value if output_encoding else cfg.csv_encoding), mode=mode.value)
-        _write_rejects(rejects, output)
+        write_table(result.table, output, meta=result.record, rejects=result.rejects,
+                    csv_encoding=_csv_encoding(output_encoding, cfg), mode=mode.value)
+        _write_rejects(result.rejects, output)
         if output == "-":
             return
     fmt = _table_format(fmt, as_json)
     if quiet and fmt != "json":
         return
-    if style is Style.lifetimes:
-        if fmt == "json" and output is None:
-            text = render(df, fmt)
-        else:
-            described = df.select("frequency", "recency", "T", "monetary_value").describe(
-                percentiles=(0.5,)).filter(pl.col("statistic").is_in(["count", "mean", "min", "50%", "max"]))
-            text = render(described, fmt)
-            if output is None and fmt != "json":
-                _err("segcli: preview: summary statistics only (use -o FILE for one row per customer)")
-    else:
-        text = render(summarize(df, "rfm_segment"), fmt)
-        if output is None and fmt != "json":
-            _err("segcli: preview: segment summary only (use -o FILE for one row per customer)")
-    sys.stdout.write(text)
+    if fmt == "json" and (output is None or style is Style.segcli):  # the file has the rows; the summary then
+        sys.stdout.write(_json(result.document()))
+        return
+    sys.stdout.write(render(result.summary(), fmt))
+    if output is None and fmt != "json":
+        what = "summary statistics" if style is Style.lifetimes else "segment summary"
+        _err(f"segcli: preview: {what} only (use -o FILE for one row per customer)")
 
 
 @app.command("pareto", cls=SegcliCommand)
 @handle_errors
+@input_options
 def pareto_cmd(
     inputs: Inputs,
-    plot: Annotated[str | None, typer.Option("--plot", help="Also draw the concentration curve to a .png, .svg or .html file.", show_default=False)] = None,
-    font: Annotated[str | None, typer.Option("--font", help="--plot: a font file with Chinese glyphs [default: found with fontconfig].", show_default=False)] = None,
-    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
+    plot: Annotated[str | None, _option(
+        "--plot", help="Also draw the concentration curve to a .png, .svg or .html file.")] = None,
+    font: Annotated[str | None, _option(
+        "--font", help="--plot: a font file with Chinese glyphs [default: found with fontconfig].")] = None,
+    opts: InputOptions = NO_INPUT_OPTIONS,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Revenue concentration: customers holding 50/80/90/95% of revenue, top shares, Gini, ABC.
 
     Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
-    limit = _memory_limit(memory_limit)
-    inputs = command_line_inputs(inputs, table=db_table, query=db_query)
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
+    limit = opts.memory_bytes()
+    inputs = opts.inputs(inputs)
+    cfg = opts.load_config()
     if plot is not None:
         plot_format(plot)
         check_output_path(plot, inputs)
-    # the aggregation runs in the checking pass (on Spark, where the rows are)
-    tx = _loader(engine, spark_master, spark_conf)(inputs, cfg, aggregate=rfm_features, memory_limit=limit)
-    table = customer_table(tx, cfg)
-    conc = concentration_of(table, cfg, tx.scale)
-    _warn(_rejects_where(tx.warnings, None, writes=False), cfg, quiet, inputs)
+    result = api.pareto(inputs, cfg, memory_limit=limit,
+                        engine=opts.engine_settings())
+    _warn(_rejects_where(result.warnings, None, writes=False), quiet)
     if plot is not None:
-        marks = CurveMarks(conc, cfg.pareto.head_share, vip_limit(cfg.tiers, conc.customers), cfg.tiers.labels)
-        write_plot(curve_points(table["cum_share"].to_numpy()), marks, plot, font=_chart_font(font, cfg, quiet))
+        marks = CurveMarks(result.concentration, cfg.pareto.head_share, result.vip_limit, cfg.tiers.labels)
+        write_plot(curve_points(result.table["cum_share"].to_numpy()), marks, plot,
+                   font=_chart_font(font, cfg, quiet))
         if not quiet:
             _err(f"segcli: wrote {plot}")
-    sys.stdout.write(render_concentration(conc, _table_format(fmt, as_json)))
+    fmt = _table_format(fmt, as_json)
+    sys.stdout.write(_json(result.document()) if fmt == "json" else render_concentration(result.concentration, fmt))
 
 
 @app.command("summary", cls=SegcliCommand)
 @handle_errors
 def summary_cmd(
-    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment (any segcli output with --record).", show_default=False)],
-    by: Annotated[Grouping, typer.Option("--by", help="Group by tier, vip_group, rfm_segment (with the score cut points), cluster or reason.")] = Grouping.tier,
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to a file, by extension: .csv, .json, .md, .xlsx (a workbook), else the table text.", show_default=False)] = None,
-    record: Annotated[bool, typer.Option("--record", help="Print the run record (JSON) of any file segcli wrote, instead of a table.")] = False,
+    assignments: Annotated[str, typer.Argument(
+        help="An assignments file written by segcli segment (any segcli output with --record).", show_default=False)],
+    by: Annotated[Grouping, typer.Option(
+        "--by", help="Group by tier, vip_group, rfm_segment (with the score cut points), cluster or reason.")
+    ] = Grouping.tier,
+    output: Annotated[str | None, _option(
+        "--output", "-o",
+        help="Write to a file, by extension: .csv, .json, .md, .xlsx (a workbook), else the table text.")] = None,
+    record: Annotated[bool, typer.Option(
+        "--record", help="Print the run record (JSON) of any file segcli wrote, instead of a table.")] = False,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Summary table of an assignments file: customers, revenue shares, recency, service terms.
@@ -549,17 +647,20 @@ def summary_cmd(
         write_text(text, output)
 
 
-LIST_ROWS = 20
-
-
 @app.command("diff", cls=SegcliCommand)
 @handle_errors
 def diff_cmd(
     prev: Annotated[str, typer.Argument(help="The earlier assignments file.", show_default=False)],
     curr: Annotated[str, typer.Argument(help="The later assignments file.", show_default=False)],
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the changed customers (customer_id, from_tier, to_tier, from_group, to_group, change, then what CURR makes of them: reason, tier_label, service terms, terms_changed) to .csv/.parquet/.jsonl or - for stdout.", show_default=False)] = None,
-    tier_changes_only: Annotated[bool, typer.Option("--tier-changes-only", help="Leave out VIP-group changes whose service terms stay the same.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Go on when PREV is not earlier than CURR (files reversed?).")] = False,
+    output: Annotated[str | None, _option(
+        "--output", "-o",
+        help="Write the changed customers (customer_id, from_tier, to_tier, from_group, to_group, change, then what "
+             "CURR makes of them: reason, tier_label, service terms, terms_changed) to .csv/.parquet/.jsonl or - for "
+             "stdout.")] = None,
+    tier_changes_only: Annotated[bool, typer.Option(
+        "--tier-changes-only", help="Leave out VIP-group changes whose service terms stay the same.")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Go on when PREV is not earlier than CURR (files reversed?).")] = False,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
     output_encoding: OutEncodingOpt = None,
 ) -> None:
@@ -567,88 +668,44 @@ def diff_cmd(
 
     Example: segcli diff 2025-11.parquet 2025-12.parquet -o moves.csv
     """
-    if output == "-" and as_json:
-        raise UsageError("-o - and --json both ask for stdout: choose one")
+    _one_stdout_document(output, as_json)
     if output is not None:
         check_output_path(output, [prev, curr])
-    (prev_df, prev_meta), (curr_df, curr_meta) = read_assignments(prev), read_assignments(curr)
-    forced = check_run_order(run_as_of(prev_df, prev_meta), run_as_of(curr_df, curr_meta), force,
-                             prev_name=prev, curr_name=curr)
-    if forced and not quiet:
-        _err(f"segcli: warning: {forced}")
-    d = tier_diff(prev_df, curr_df, prev_name=prev, curr_name=curr, departed=departed_terms(curr_meta))
-    moved = d.moved
-    if tier_changes_only:  # a group change whose terms stay the same asks nothing of a CRM
-        moved = moved.filter(~((pl.col("change") == "group_change") & pl.col("terms_changed").eq_missing(False)))
+    result = api.diff(prev, curr, force=force, tier_changes_only=tier_changes_only)
+    _warn(result.warnings, quiet)
     if output is not None:
-        table = moved.select("customer_id", "from_tier", "to_tier", "from_group", "to_group", "change", *DIFF_TO_FIELDS,
-                             "terms_changed")
-        write_table(table, output, meta=None,
-                    csv_encoding=output_encoding.value if output_encoding else "utf-8")
+        write_table(result.table, output, meta=None, csv_encoding=output_encoding.value if output_encoding else "utf-8")
         if output == "-":
             return
     fmt = _table_format(fmt, as_json)
-    lists = change_lists(d)
-    counts = change_counts(d)
     if fmt == "json":
-        doc = {"previous": prev, "current": curr, "matrix": to_records(d.matrix),
-               **change_count_map(d),
-               **{f"{k}s" if k != "new" else "new": to_records(v) for k, v in lists.items()},
-               "still_departed": d.changes.filter(pl.col("change") == "still_departed")["customer_id"].to_list()}
-        sys.stdout.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
-        return
-    if not quiet:
-        sys.stdout.write(_diff_text(d, lists, counts, fmt, title=f"tier migrations {prev} -> {curr}"))
-
-
-def _diff_text(d: TierDiff, lists: dict[str, pl.DataFrame], counts: pl.DataFrame, fmt: str, *, title: str) -> str:
-    """The diff for people: matrix, counts and the first upgrades and downgrades."""
-    if d.moved.height == 0:
-        still = int(counts.filter(pl.col("change") == "still_departed")["customers"].sum())
-        same = int(counts.filter(pl.col("change") == "unchanged")["customers"].sum())
-        return (f"no changes: {same:,} customers in the same tier and group"
-                + (f"; {still:,} still departed" if still else "") + "\n")
-    parts = [render(d.matrix, fmt, title=title), render(counts, fmt, title="changes")]
-    cols = ["customer_id", "from_group", "to_group", "from_monetary", "to_monetary", "recency_days", "frequency"]
-    for kind in ("upgrade", "downgrade"):
-        rows = lists[kind]
-        if rows.height:
-            more = f" (first {LIST_ROWS}; -o FILE for all)" if rows.height > LIST_ROWS else ""
-            parts.append(render(rows.select([c for c in cols if c in rows.columns]).head(LIST_ROWS), fmt,
-                                title=f"{kind}s: {rows.height:,}{more}"))
-    return "\n".join(parts)
+        sys.stdout.write(_json(result.document()))
+    elif not quiet:
+        sys.stdout.write(render_diff(result.diff, fmt, title=f"tier migrations {prev} -> {curr}"))
 
 
 @app.command("validate", cls=SegcliCommand)
 @handle_errors
+@input_options
 def validate_cmd(
     inputs: Inputs,
-    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
+    opts: InputOptions = NO_INPUT_OPTIONS,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Check an export and report every problem; writes nothing.
 
     Example: segcli validate export.csv --strict
     """
-    limit = _memory_limit(memory_limit)
-    inputs = command_line_inputs(inputs, table=db_table, query=db_query)
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
-    # the checking command always counts identical rows
-    tx = _loader(engine, spark_master, spark_conf)(inputs, cfg, count_identical=True, memory_limit=limit)
-    _warn(_rejects_where(tx.warnings, None, writes=False), cfg, quiet, inputs)
+    limit = opts.memory_bytes()
+    result = api.validate(opts.inputs(inputs), opts.load_config(), memory_limit=limit,
+                          engine=opts.engine_settings())
+    _warn(_rejects_where(result.warnings, None, writes=False), quiet)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
-        sys.stdout.write(json.dumps({"valid": True, "as_of": tx.as_of.isoformat(), "inputs": tx.sources,
-                                     "engine": tx.engine, "rows": tx.counts, "warnings": warning_records(tx.warnings)}, ensure_ascii=False, indent=2) + "\n")
-        return
-    if not quiet:
-        table = pl.DataFrame({"check": list(tx.counts), "rows": list(tx.counts.values())})
-        sys.stdout.write(f"ok: {', '.join(s['path'] for s in tx.sources)} (as of {tx.as_of})\n" + render(table, fmt))
+        sys.stdout.write(_json(result.document()))
+    elif not quiet:
+        names = ", ".join(s["path"] for s in result.inputs)
+        sys.stdout.write(f"ok: {names} (as of {result.as_of})\n" + render(result.summary(), fmt))
 
 
 @config_app.command("init", cls=SegcliCommand)
@@ -674,7 +731,7 @@ def config_init(
 @handle_errors
 def config_show(
     config: ConfigOpt = None,
-    from_: Annotated[str | None, typer.Option("--from", help="Show the config recorded in an assignments file.", show_default=False)] = None,
+    from_: Annotated[str | None, _option("--from", help="Show the config recorded in an assignments file.")] = None,
     as_json: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
     """Print the effective config (defaults + file), or the one recorded in an output.
@@ -697,7 +754,8 @@ def config_show(
 @config_app.command("schema", cls=SegcliCommand)
 @handle_errors
 def config_schema(
-    output: Annotated[str | None, typer.Option("--output", "-o", help="Write the schema to a file instead of stdout.", show_default=False)] = None,
+    output: Annotated[str | None, _option(
+        "--output", "-o", help="Write the schema to a file instead of stdout.")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Print the JSON Schema (draft 2020-12) of a config file, for editors and CI checks.
@@ -715,11 +773,20 @@ def config_schema(
 @app.command("export", cls=SegcliCommand)
 @handle_errors
 def export_cmd(
-    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment (.parquet, .csv, .jsonl).", show_default=False)],
-    profile: Annotated[str, typer.Option("--profile", help="Target: generic, salesforce, zendesk, hubspot, dynamics, freshdesk, or a profile of your config's [export.NAME].", show_default=False)],
-    output: Annotated[str, typer.Option("--output", "-o", help="Folder to write (replaced atomically; an existing one must be an earlier export unless --force); with --profile generic also postgresql://...#schema.table.", show_default=False)],
-    changes_from: Annotated[str | None, typer.Option("--changes-from", help="Previous assignments file: export only the customers whose exported fields changed, and the departed.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an -o segcli did not write; accept a --changes-from that is not earlier.")] = False,
+    assignments: Annotated[str, typer.Argument(
+        help="An assignments file written by segcli segment (.parquet, .csv, .jsonl).", show_default=False)],
+    profile: Annotated[str, _option(
+        "--profile", help="Target: generic, salesforce, zendesk, hubspot, dynamics, freshdesk, or a profile of your "
+                          "config's [export.NAME].")],
+    output: Annotated[str, _option(
+        "--output", "-o",
+        help="Folder to write (replaced atomically; an existing one must be an earlier export unless --force); "
+             "with --profile generic also postgresql://...#schema.table.")],
+    changes_from: Annotated[str | None, _option(
+        "--changes-from", help="Previous assignments file: export only the customers whose exported fields changed, "
+                               "and the departed.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an -o segcli did not write; accept a --changes-from that is not earlier.")] = False,
     config: ConfigOpt = None, mode: ModeOpt = WriteMode.REPLACE,
     fmt: FormatOpt = "simple", as_json: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -737,64 +804,37 @@ def export_cmd(
                                 force=force, created_at=created, mode=mode.value)
     fmt = _table_format(fmt, as_json)
     if fmt == "json":
-        sys.stdout.write(json.dumps(result.manifest, ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(_json(result.manifest))
         return
     if quiet:
         return
     m = result.manifest
     files = pl.DataFrame(result.files)
     table = files.select(c for c in ("path", "kind", "rows", "bytes") if c in files.columns)
-    what = f"{m['records']:,} changed customers ({m['departed']:,} departed)" if m["changes_from"] else f"{m['records']:,} customers"
+    what = (f"{m['records']:,} changed customers ({m['departed']:,} departed)" if m["changes_from"]
+            else f"{m['records']:,} customers")
     sys.stdout.write(render(table, fmt, title=f"{m['profile']['system']}: {what} as of {m['as_of']} -> {output}"))
-
-
-class Lang(str, Enum):
-    zh = "zh"
-    en = "en"
-
-
-def _chart_font(font: str | None, cfg: Config, quiet: bool, *, required: bool = False) -> Path | None:
-    """The font for Chinese labels on PNG/SVG charts: --font (checked), else one found on the
-    machine; without one, an error when ``required``, else a warning (English labels)."""
-    from segcli.fonts import find_cjk_font
-    from segcli.page.text import all_text
-
-    try:
-        return find_cjk_font(font, text=all_text(cfg.tiers.labels))
-    except SegcliError as exc:
-        if font is not None or required:
-            raise
-        if not quiet:
-            _err(f"segcli: warning: {exc.message}: the chart's labels are in English only; "
-                 "install one (e.g. apt-get install fonts-wqy-microhei) or pass --font PATH")
-        return None
-
-
-def _read_previous(previous: str | None) -> tuple[pl.DataFrame | None, dict[str, Any] | None]:
-    """--previous: the assignments and run record of the earlier run (segment_cmd has a copy)."""
-    if previous is None:
-        return None, None
-    prev_df, prev_meta = read_assignments(previous)
-    missing = {"customer_id", "tier", "reason", "monetary"} - set(prev_df.columns)
-    if missing:
-        raise InputDataError(f"{previous}: not a segcli assignments file (missing {', '.join(sorted(missing))})")
-    return prev_df, prev_meta
 
 
 @app.command("report", cls=SegcliCommand)
 @handle_errors
+@input_options
 def report_cmd(
     inputs: Inputs,
-    output: Annotated[str, typer.Option("--output", "-o", help="report.html (one self-contained page) or report.md (Markdown, PNG charts beside it).", show_default=False)],
-    previous: Annotated[str | None, typer.Option("--previous", help="Previous assignments file: the run keeps VIPs stable, and the page shows the migrations.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
-    lang: Annotated[Lang, typer.Option("--lang", help="The language the page opens in (the HTML page switches).")] = Lang.zh,
-    font: Annotated[str | None, typer.Option("--font", help="A font file with Chinese glyphs: .html embeds the part of it the page uses, .md draws its PNG charts with it [default: found with fontconfig].", show_default=False)] = None,
-    config: ConfigOpt = None, as_of: AsOfOpt = None, window_days: WindowOpt = None, encoding: EncodingOpt = None,
-    sheet: SheetOpt = None, header_row: HeaderRowOpt = None, separator: SeparatorOpt = None, column: ColumnOpt = None,
-    max_invalid: MaxInvalidOpt = None, strict: StrictOpt = False, allow: AllowOpt = None, threads: ThreadsOpt = None,
-    memory_limit: MemoryOpt = None, db_table: TableOpt = None, db_query: QueryOpt = None,
-    engine: EngineOpt = Engine.polars, spark_master: SparkMasterOpt = None, spark_conf: SparkConfOpt = None,
+    output: Annotated[str, _option(
+        "--output", "-o",
+        help="report.html (one self-contained page) or report.md (Markdown, PNG charts beside it).")],
+    previous: Annotated[str | None, _option(
+        "--previous",
+        help="Previous assignments file: the run keeps VIPs stable, and the page shows the migrations.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Go on even when the data shrank more than guard.max_drop against --previous.")] = False,
+    lang: Annotated[Lang, typer.Option(
+        "--lang", help="The language the page opens in (the HTML page switches).")] = Lang.zh,
+    font: Annotated[str | None, _option(
+        "--font", help="A font file with Chinese glyphs: .html embeds the part of it the page uses, .md draws its "
+                       "PNG charts with it [default: found with fontconfig].")] = None,
+    opts: InputOptions = NO_INPUT_OPTIONS,
     quiet: QuietOpt = False, debug: DebugOpt = False,
 ) -> None:
     """One page for a manager: headline figures, concentration, tiers, R x F grid, profiles,
@@ -807,13 +847,11 @@ def report_cmd(
     from segcli.page.text import all_text
     from segcli.page.write import report_kind, write_report
 
-    limit = _memory_limit(memory_limit)
-    inputs = command_line_inputs(inputs, table=db_table, query=db_query)
+    limit = opts.memory_bytes()
+    inputs = opts.inputs(inputs)
     kind = report_kind(output)
-    cfg = _config(config, as_of=as_of, window_days=window_days, encoding=encoding, max_invalid=max_invalid, strict=strict,
-                  sheet=sheet, header_row=header_row, separator=separator, columns=column, allow=allow)
+    cfg = opts.load_config()
     check_output_path(output, inputs + ([previous] if previous else []))
-    prev_df, prev_meta = _read_previous(previous)
     if kind == "md":
         chart_font = _chart_font(font, cfg, quiet, required=True)
     else:  # the page embeds a subset of the font; without one it is written all the same
@@ -822,12 +860,12 @@ def report_cmd(
             _err(f"segcli: warning: {note}")
     progress = Progress(quiet)
     try:
-        result = segment(inputs, cfg, previous=prev_df, previous_meta=prev_meta, force=force, progress=progress,
-                         memory_limit=limit, load=_loader(engine, spark_master, spark_conf))
+        result = api.segment(inputs, cfg, previous=previous, force=force, progress=progress, memory_limit=limit,
+                             engine=opts.engine_settings())
         progress("writing the report")
-        results = build_results(result, cfg, inputs=inputs, previous=prev_df, previous_name=previous or "")
-        _warn(result.warnings, cfg, quiet, inputs)
-        written = write_report(results, output, lang=lang.value, font=chart_font)
+        _warn(result.warnings, quiet)
+        written = write_report(build_results(result, inputs=inputs, previous_name=previous or ""), output,
+                               lang=lang.value, font=chart_font)
     finally:
         progress.done()
     if not quiet:
@@ -837,7 +875,8 @@ def report_cmd(
 @app.command("explain")
 @handle_errors
 def explain_cmd(
-    assignments: Annotated[str, typer.Argument(help="An assignments file written by segcli segment.", show_default=False)],
+    assignments: Annotated[str, typer.Argument(
+        help="An assignments file written by segcli segment.", show_default=False)],
     customer_ids: Annotated[list[str], typer.Argument(help="The customers to explain.", show_default=False)],
     as_json: JsonOpt = False, debug: DebugOpt = False,
 ) -> None:
@@ -845,9 +884,9 @@ def explain_cmd(
 
     Example: segcli explain assignments.parquet C000123 C004711 --json
     """
-    result = explain(assignments, customer_ids)
+    result = api.explain(assignments, customer_ids)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n")
+        sys.stdout.write(_json(result.document()))
     else:
         sys.stdout.write(render_explanations(result))
     if result.unknown:
@@ -863,6 +902,7 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=version_callback, is_eager=True, help="Show the version.")] = False,
 ) -> None:
     """segcli: Pareto 80/20 and RFM segmentation into VIP (知心) and standard (遇心) service tiers."""

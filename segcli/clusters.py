@@ -81,8 +81,8 @@ def _order_by_monetary(labels: np.ndarray, monetary: np.ndarray, k: int) -> np.n
     return remap[labels]
 
 
-def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | None = None,
-                      k_range: tuple[int, int] | None = None) -> tuple[np.ndarray, ClusterModel]:
+def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *,
+                      k_fixed: int | None = None) -> tuple[np.ndarray, ClusterModel]:
     """Cluster rows of ``df`` (purchasers, sorted by customer id).
 
     Parameters
@@ -91,8 +91,8 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
         Needs ``recency_days``, ``frequency``, ``monetary`` without nulls.
     cfg:
         Seed, samples and k (0 = choose in ``[k_min, k_max]`` by silhouette).
-    k_fixed, k_range:
-        Override the config's k (used for VIP groups).
+    k_fixed:
+        Overrides the config's k (used for VIP groups; 0 = choose as the config does).
 
     Returns
     -------
@@ -112,7 +112,7 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
     model.fitted_on = len(fit_idx)
 
     k_want = k_fixed if k_fixed is not None else cfg.k
-    distinct = _distinct_rows(df, x, need=max(k_want or 0, (k_range or (cfg.k_min, cfg.k_max))[1] + 1), seed=cfg.seed)
+    distinct = _distinct_rows(df, x, need=max(k_want or 0, cfg.k_max + 1), seed=cfg.seed)
     from sklearn import config_context
 
     # one thread: sums in KMeans must not depend on the core count; capped scratch memory
@@ -121,8 +121,7 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *, k_fixed: int | No
         if k_want:
             k = min(k_want, distinct)
         else:
-            lo, hi = k_range or (cfg.k_min, cfg.k_max)
-            hi = min(hi, distinct - 1)
+            lo, hi = cfg.k_min, min(cfg.k_max, distinct - 1)
             k = _choose_k(x, lo, hi, cfg, model, fitted) if lo <= hi else 1
         if k <= 1:
             labels = np.zeros(n, dtype=np.int64)

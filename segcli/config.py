@@ -48,7 +48,7 @@ from segcli.errors import WARNING_KINDS, ConfigError
 
 TierMethod = Literal["pareto", "cluster", "rule", "threshold"]
 GroupMetric = Literal["r_score", "f_score", "m_score", "recency_days", "frequency", "monetary", "avg_order_value"]
-Op = Literal["<", "<=", ">", ">=", "=="]
+Op = Literal["<", "<=", ">", ">=", "=="]  # vip_groups naming rules: symbols of segcli.rules.COMPARISONS
 Separator = Literal["", ",", ";", "tab", "\t", "|", "whitespace"]  # the keys of SEPARATORS
 
 SERVICE_FIELDS = (
@@ -62,9 +62,6 @@ SERVICE_FIELDS = (
 # goodwill as a share of the customer's own avg_order_value, within [min, max] (0 = fixed)
 GOODWILL_FIELDS = ("goodwill_share", "goodwill_min", "goodwill_max")
 GOODWILL_SHARE_MAX = 10.0
-TIER_METHODS: tuple[str, ...] = typing.get_args(TierMethod)
-GROUP_METRICS: tuple[str, ...] = typing.get_args(GroupMetric)
-OPS: tuple[str, ...] = typing.get_args(Op)
 ROLES = ("customer_id", "date", "amount", "order_id", "currency")  # [input.columns] keys
 # input.separator values -> the separator used ("" = detect)
 SEPARATORS = {"": "", ",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|", "whitespace": "whitespace"}
@@ -405,7 +402,8 @@ class RfmTable(_Table):
 
     def rules(self) -> tuple[SegmentRule, ...]:
         every = (1, self.bins)
-        return tuple(SegmentRule(s.name, *(every if isinstance(v, UnsetType) else (v[0], v[1]) for v in (s.r, s.f, s.m)))
+        return tuple(SegmentRule(s.name, *(every if isinstance(v, UnsetType) else (v[0], v[1])
+                                           for v in (s.r, s.f, s.m)))
                      for s in self.segments)
 
     def __post_init__(self) -> None:
@@ -596,7 +594,8 @@ class Document(_Table):
         known = {rule.name for rule in self.vip_groups.names} | {self.vip_groups.fallback}
         for name in self.service.groups:
             if name not in known:
-                raise _Invalid(f"service.groups.{name}", f"no VIP group is named {name!r}; groups: {', '.join(sorted(known))}")
+                raise _Invalid(f"service.groups.{name}",
+                               f"no VIP group is named {name!r}; groups: {', '.join(sorted(known))}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -781,7 +780,8 @@ def build_config(doc: dict[str, Any], source: str = "config") -> Config:
         input=InputConfig(**{**fields(d.input), "date_formats": tuple(d.input.date_formats),
                              "columns": Columns(**fields(d.input.columns)), "sheet": str(d.input.sheet),
                              "separator": SEPARATORS[d.input.separator]}),
-        analysis=AnalysisConfig(**{**fields(d.analysis), "as_of": dt.date.fromisoformat(d.analysis.as_of) if d.analysis.as_of
+        analysis=AnalysisConfig(**{**fields(d.analysis),
+                                   "as_of": dt.date.fromisoformat(d.analysis.as_of) if d.analysis.as_of
                                    else None, "allow": frozenset(d.analysis.allow)}),
         rfm=RfmConfig(bins=d.rfm.bins, segments=d.rfm.rules()),
         cluster=ClusterConfig(**fields(d.cluster)),
@@ -815,14 +815,20 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     if path is not None:
         doc = _merge(doc, _read_toml(path))
         source = str(path)
-    for dotted, value in (overrides or {}).items():
+    return build_config(apply_overrides(doc, overrides or {}), source)
+
+
+def apply_overrides(doc: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``{"analysis.as_of": "2025-12-31"}``) in a config document, in place;
+    a key ending in ``+`` extends a list instead of replacing it. Returns ``doc``."""
+    for dotted, value in overrides.items():
         node = doc
         *parents, leaf = dotted.removesuffix("+").split(".")
         for part in parents:
             node = node[part]
         # "key+": a list extended, not replaced (--allow adds to analysis.allow)
         node[leaf] = [*node[leaf], *(v for v in value if v not in node[leaf])] if dotted.endswith("+") else value
-    return build_config(doc, source)
+    return doc
 
 
 def config_from_dict(doc: dict[str, Any]) -> Config:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from segcli.config import SERVICE_FIELDS, config_from_dict
-from segcli.errors import InputDataError, RunWarning, SegcliError
+from segcli.errors import InputDataError, SegcliError
 from segcli.tiers import YUXIN, ZHIXIN
 
 # still_departed: departed in PREV already and absent now (nothing for a CRM to do, but counted)
@@ -19,6 +18,8 @@ NEEDED = {"customer_id", "tier", "vip_group", "reason", "monetary"}
 DETAIL = ("recency_days", "frequency", "rfm_segment")
 # What the change file says a customer now is, as the assignments file writes it (SPEC §5)
 TO_FIELDS = ("reason", "tier_label", *SERVICE_FIELDS)
+# The change file (diff -o FILE): who moved, then what CURR makes of them
+CHANGE_FILE = ("customer_id", "from_tier", "to_tier", "from_group", "to_group", "change", *TO_FIELDS, "terms_changed")
 
 
 @dataclass(frozen=True)
@@ -43,29 +44,6 @@ def _present(df: pl.DataFrame, extra: tuple[str, ...]) -> pl.DataFrame:
     """The customers in that run's data: a row written as 'departed' only demotes one."""
     keep = [c for c in (*DETAIL, *extra) if c in df.columns]
     return df.filter(pl.col("reason") != "departed").select("customer_id", "tier", "vip_group", "monetary", *keep)
-
-
-def check_run_order(prev_as_of: str | None, curr_as_of: str | None, force: bool, *,
-                    prev_name: str = "PREV", curr_name: str = "CURR") -> RunWarning | None:
-    """``diff PREV CURR`` with PREV not earlier than CURR is a mistake (the files reversed):
-    exit 65 unless ``force`` (SPEC §6), which turns it into a ``forced`` warning."""
-    if not prev_as_of or not curr_as_of or prev_as_of < curr_as_of:
-        return None
-    why = f"{prev_name} is as of {prev_as_of}, not earlier than {curr_name} (as of {curr_as_of})"
-    if not force:
-        raise InputDataError(f"runs in the wrong order: {why}",
-                             ["give the earlier run first: segcli diff PREV CURR, or pass --force"])
-    return RunWarning("forced", f"--force: {why}")
-
-
-def run_as_of(df: pl.DataFrame, record: dict[str, Any]) -> str | None:
-    """A run's as-of date: its record's, else the file's ``as_of`` column."""
-    if record.get("as_of"):
-        return str(record["as_of"])
-    if "as_of" in df.columns and df["as_of"].drop_nulls().len():
-        value = df["as_of"].drop_nulls().max()
-        return value.isoformat() if isinstance(value, dt.date) else str(value)
-    return None
 
 
 def departed_terms(record: dict[str, Any]) -> dict[str, Any]:
@@ -205,3 +183,15 @@ def change_count_map(diff: TierDiff) -> dict[str, dict[str, int]]:
     counts = change_counts(diff)
     return {"counts": dict(counts.select("change", "customers").iter_rows()),
             "terms_changed": dict(counts.select("change", "terms_changed").iter_rows())}
+
+
+def change_table(diff: TierDiff, *, tier_changes_only: bool = False) -> pl.DataFrame:
+    """The change file (``diff -o FILE``): the moved customers, with what CURR makes of them.
+
+    With ``tier_changes_only`` a VIP-group change whose service terms stay the same is left
+    out: it asks nothing of a CRM."""
+    moved = diff.moved
+    if tier_changes_only:
+        moved = moved.filter(~((pl.col("change") == "group_change") & pl.col("terms_changed").eq_missing(False)))
+    return moved.select(CHANGE_FILE)
+

@@ -1,4 +1,5 @@
-"""Errors raised by segcli's core; the CLI maps each to its exit code (SPEC §2)."""
+"""Errors and warnings of segcli's core: SegcliError subclasses, each with the exit code the CLI
+maps it to (SPEC §2), and RunWarning with its stable kinds (SPEC §6)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,11 @@ class RunWarning:
 
     def __str__(self) -> str:
         return f"[{self.kind}] {self.text}"
+
+
+def warning_records(warnings: list[RunWarning]) -> list[dict[str, str]]:
+    """The warnings as the run record and ``--json`` documents keep them: kind and text."""
+    return [{"kind": w.kind, "text": w.text} for w in warnings]
 
 
 # Every warning kind segcli raises; ``--allow`` and ``analysis.allow`` accept only these.

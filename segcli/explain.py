@@ -11,18 +11,19 @@ The CLI renders :class:`ExplainResult`; ``segcli.explain`` returns it.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from segcli.config import Config, config_from_dict, load_config
 from segcli.errors import InputDataError
-from segcli.tiers import ENTRY_REASONS, YUXIN, ZHIXIN, vip_limit
+from segcli.tiers import ENTRY_REASONS, ZHIXIN, vip_limit
 
 NEEDED = ("customer_id", "tier", "reason", "monetary")
 DATES = ("first_purchase", "last_purchase", "as_of", "tier_since", "grace_until")
@@ -56,6 +57,10 @@ class ExplainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"customers": [e.to_dict() for e in self.explanations], "unknown": self.unknown}
+
+    def document(self) -> dict[str, Any]:
+        """The JSON document ``segcli explain --json`` prints."""
+        return self.to_dict()
 
 
 @dataclass
@@ -212,7 +217,8 @@ def _departed(row: dict[str, Any], run: _Run, fig: dict[str, Any]) -> list[str]:
 
 def _no_purchase(row: dict[str, Any], run: _Run, fig: dict[str, Any]) -> list[str]:
     fig["returns_amount"] = row.get("returns_amount")
-    return [f"No purchase in the data, only returns or fully refunded orders (returns {_money(row.get('returns_amount'))}): "
+    returns = _money(row.get("returns_amount"))
+    return [f"No purchase in the data, only returns or fully refunded orders (returns {returns}): "
             "only a buyer can be VIP."]
 
 
@@ -275,7 +281,8 @@ def _capacity_cut(row: dict[str, Any], run: _Run, fig: dict[str, Any]) -> list[s
 
 def _entry(row: dict[str, Any], run: _Run, fig: dict[str, Any]) -> list[str]:
     if row["reason"] != "pareto_head":
-        return [f"Selected by {METHOD_WORDS[run.cfg.tiers.method]}, active, positive revenue. " + _seat_line(row, run, fig)]
+        return [f"Selected by {METHOD_WORDS[run.cfg.tiers.method]}, active, positive revenue. "
+                + _seat_line(row, run, fig)]
     head = run.cfg.pareto.head_share
     fig.update(head_share=head, cum_share=row.get("cum_share"))
     return [f"In class A, the head holding {head:.0%} of revenue (cumulative share {row.get('cum_share', 0):.1%} "
@@ -388,6 +395,7 @@ def cut_points_table(meta: dict[str, Any]) -> pl.DataFrame | None:
     for key in (k for k in ("r_score", "f_score", "m_score") if k in scores):
         s = scores[key]
         by_score = {b["score"]: b for b in s["bins"]}
-        cols[s["value"]] = [span(by_score[b], s["value"] == "monetary") if b in by_score else "—" for b in cols["score"]]
+        cols[s["value"]] = [span(by_score[b], s["value"] == "monetary") if b in by_score else "—"
+                            for b in cols["score"]]
         cols[f"{key[0]}_customers"] = [f"{by_score[b]['customers']:,}" if b in by_score else "0" for b in cols["score"]]
     return pl.DataFrame(cols)

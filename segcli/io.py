@@ -44,6 +44,9 @@ STDIN = "-"
 # walk a file with it (ragged rows, line numbers) must read whatever Polars read.
 csv.field_size_limit(2**31 - 1)
 _TEMP_DIR: tempfile.TemporaryDirectory[str] | None = None
+# Files segcli wrote itself for an input that is no file (a DataFrame given to the Python
+# API): path -> how messages and run records name the input
+_DISPLAY_NAMES: dict[str, str] = {}
 OWNER_FILE = ".segcli-run"  # inside every scratch folder segcli makes: who made it (pid, start time)
 _LIVE_TEMPS: set[Path] = set()  # temporary outputs being written, removed on SIGTERM too
 
@@ -415,6 +418,19 @@ def check_utf8(src: Source) -> InputDataError | None:
             offset += len(chunk)
 
 
+def name_input(path: str, display: str | None) -> None:
+    """Name the input at ``path`` ``display`` in messages and records (``None``: forget it)."""
+    if display is None:
+        _DISPLAY_NAMES.pop(path, None)
+    else:
+        _DISPLAY_NAMES[path] = display
+
+
+def display_name(name: str) -> str:
+    """How messages name an input: as given, or as :func:`name_input` named it."""
+    return _DISPLAY_NAMES.get(name, name)
+
+
 SEPARATOR_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'", "whitespace": "whitespace"}
 
 
@@ -433,7 +449,7 @@ def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_ro
     if name == STDIN:
         path, display, suffix = _copy_stream(getattr(sys.stdin, "buffer", None), "<stdin>", ".csv"), "<stdin>", ".csv"
     else:
-        path, display, suffix = Path(name), name, Path(name).suffix.lower()
+        path, display, suffix = Path(name), display_name(name), Path(name).suffix.lower()
         if _is_stream(path):
             with path.open("rb") as stream:
                 path = _copy_stream(stream, display, suffix or ".csv")

@@ -4,13 +4,15 @@ monetary_value per customer, with periods of a day or a Monday-start week (SPEC 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
 import polars as pl
 
-from segcli import __version__
 from segcli.config import Config
-from segcli.pipeline import Transactions, created_timestamp, warning_records
+from segcli.errors import warning_records
+from segcli.pipeline import Loader, Transactions, created_timestamp, features_by_part, load_transactions, record_fields
+from segcli.results import LifetimesResult
 from segcli.rfm import money
 
 SCHEMA_VERSION = 1  # of the lifetimes file: customer_id, frequency, recency, T, monetary_value
@@ -22,19 +24,6 @@ def period_expr(date: pl.Expr, freq: str) -> pl.Expr:
     """Whole periods since a fixed Monday: days, or Monday-start weeks."""
     days = (date - pl.lit(EPOCH_MONDAY)).dt.total_days()
     return days if freq == "D" else days.floordiv(7)
-
-
-def lifetimes_summary(tx: pl.LazyFrame, *, as_of: dt.date, freq: str, scale: int) -> pl.LazyFrame:
-    """Per customer with at least one purchase.
-
-    A period counts when it holds a purchase (an order dated in it, SPEC §3); its value is
-    the net sum of the orders dated in it, so an order's later line items and returns net
-    into the period of the order instead of falling into an uncounted one, plus the returns
-    that belong to no purchase and are dated in it. ``frequency`` = counted periods - 1;
-    ``recency`` / ``T`` = periods from the first counted period to the last / to as-of;
-    ``monetary_value`` = mean value of the counted periods after the first (0 if none).
-    """
-    return lifetimes_finish(lifetimes_periods(tx, freq), as_of=as_of, freq=freq, scale=scale)
 
 
 def lifetimes_periods(tx: pl.LazyFrame, freq: str) -> pl.LazyFrame:
@@ -96,18 +85,27 @@ def lifetimes_finish(periods: pl.LazyFrame, *, as_of: dt.date, freq: str, scale:
 def lifetimes_record(cfg: Config, tx: Transactions, freq: str) -> dict[str, Any]:
     """The run record of a lifetimes file: the fields every segcli output records (so that
     ``config show --from`` and ``summary --record`` read it), plus the style and period."""
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "tool": "segcli",
-        "version": __version__,
-        "style": "lifetimes",
-        "freq": freq,
-        "as_of": tx.as_of.isoformat(),
-        "config_hash": cfg.hash,
-        "config": cfg.raw,
-        "inputs": tx.sources,
-        "engine": tx.engine,
-        "rows": tx.counts,
-        "warnings": warning_records(tx.warnings),
-        "created_at": created_timestamp(),
-    }
+    return {"schema_version": SCHEMA_VERSION, **record_fields(cfg, tx), "style": "lifetimes", "freq": freq,
+            "warnings": warning_records(tx.warnings), "created_at": created_timestamp()}
+
+
+def lifetimes_table(inputs: list[str], cfg: Config, *, freq: str = "D", memory_limit: int | None = None,
+                    load: Loader | None = None) -> LifetimesResult:
+    """``segcli rfm --style lifetimes``: the summary of every customer with a purchase.
+
+    A period counts when it holds a purchase (an order dated in it, SPEC §3); its value is
+    the net sum of the orders dated in it, so an order's later line items and returns net
+    into the period of the order instead of falling into an uncounted one, plus the returns
+    that belong to no purchase and are dated in it. ``frequency`` = counted periods - 1;
+    ``recency`` / ``T`` = periods from the first counted period to the last / to as-of;
+    ``monetary_value`` = mean value of the counted periods after the first (0 if none).
+
+    The periods are counted in the pass that checks the rows when it can (no as-of date is
+    needed for them, :func:`lifetimes_periods`), then finished with it (:func:`lifetimes_finish`).
+
+    Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
+    periods = functools.partial(lifetimes_periods, freq=freq)
+    tx = (load or load_transactions)(inputs, cfg, aggregate=periods, memory_limit=memory_limit)  # strict there
+    table = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq,
+                             scale=tx.scale).collect()
+    return LifetimesResult(table, lifetimes_record(cfg, tx, freq), tx.warnings, tx.rejects, freq)

@@ -86,6 +86,18 @@ class Concentration:
     gini: float
     abc: dict[str, tuple[int, float]]  # class -> (customers, share of revenue)
 
+    def need(self, share: float) -> tuple[int, float]:
+        """(customers, share of customers) in the head reaching ``share`` of revenue (the
+        rule of :func:`in_head`); ``(0, 0.0)`` for a share whose head was not computed."""
+        return self.head.get(share, (0, 0.0))
+
+
+def concentration_of(customers: pl.DataFrame, head_share: float, scale: int) -> Concentration:
+    """:func:`concentration` of a customer table (``monetary_minor``, ``pareto_class`` and
+    ``pareto_rank`` of :func:`pareto_rank`), the configured ``head_share`` among the heads."""
+    return concentration(customers["monetary_minor"].to_numpy(), customers["pareto_class"].to_numpy(), scale,
+                         head_shares=HEAD_SHARES + (head_share,), rank=customers["pareto_rank"].to_numpy())
+
 
 def concentration(x_minor: np.ndarray, classes: list[str] | np.ndarray, scale: int,
                   head_shares: tuple[float, ...] = HEAD_SHARES, *, rank: np.ndarray | None = None) -> Concentration:

@@ -1,43 +1,92 @@
-"""The segmentation pipeline: inputs -> checked transactions -> customers -> assignments.
+"""The runs of segcli's commands: inputs -> checked transactions -> customers -> assignments,
+and the record of each run.
 
 Each number is computed in exactly one module (rfm, pareto, clusters, tiers); this module
-only wires them together and keeps the record of the run.
+reads and checks the inputs (:func:`load_transactions`), wires the stages together and keeps
+the record of the run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import math
+import os
 import shutil
 import tempfile
-import os
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from segcli import __version__
+from segcli import __version__, reading
 from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
-from segcli.errors import InputDataError, RunWarning, SegcliError, UsageError
-from segcli.io import (Source, check_header, check_utf8, count_ragged, disk_error, expand_inputs, header_width,
-                       open_source, physical_lines, quote_problem, ragged_lines, read_columns, scan_source, scratch_dir,
-                       scratch_error)
-from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, amount_hits, canonical,
-                          date_hits, formats_for, invalid_expr, mark_repeats, plain_amounts, resolve_columns,
-                          unmapped_hints)
-from segcli import reading
-from segcli.pareto import HEAD_SHARES, Concentration, concentration, pareto_rank
+from segcli.errors import InputDataError, RunWarning, SegcliError, UsageError, warning_records
+from segcli.io import (
+    Source,
+    check_header,
+    check_utf8,
+    count_ragged,
+    disk_error,
+    display_name,
+    expand_inputs,
+    header_width,
+    open_source,
+    physical_lines,
+    quote_problem,
+    ragged_lines,
+    read_columns,
+    scan_source,
+    scratch_dir,
+    scratch_error,
+)
+from segcli.pareto import concentration_of, pareto_rank
+from segcli.parse import (
+    PLAN_SAMPLE_ROWS,
+    REPEAT_COUNT_MAX_ROWS,
+    RULES,
+    ColumnMap,
+    ParsePlan,
+    amount_hits,
+    canonical,
+    date_hits,
+    formats_for,
+    invalid_expr,
+    mark_repeats,
+    plain_amounts,
+    resolve_columns,
+    unmapped_hints,
+)
+from segcli.previous import departed_warning, previous_checks, shrink_guard
+from segcli.results import ParetoResult, RfmResult, SegmentResult
+from segcli.rfm import (
+    MONEY_PLACES,
+    check_money_range,
+    customer_features,
+    money,
+    money_columns,
+    money_units,
+    orders,
+    output_money,
+    score_bins,
+    score_rfm,
+    with_recency,
+)
 from segcli.schema import OUTPUT_COLUMNS, RFM_COLUMNS, RFM_SCHEMA_VERSION, SCHEMA_VERSION
-from segcli.rfm import (MONEY_PLACES, check_money_range, customer_features, money, money_columns, money_units, orders,
-                        score_bins, score_rfm, with_recency)
-from segcli.tiers import (assign_tiers, departed_rows, previous_state, tier_decision, vip_groups, with_previous,
-                          with_service_terms)
+from segcli.tiers import (
+    assign_tiers,
+    departed_rows,
+    previous_state,
+    tier_decision,
+    vip_groups,
+    vip_limit,
+    with_previous,
+    with_service_terms,
+)
 
 # Rows aggregated in one pass. Above it, customers are split into hash buckets aggregated one
 # after another: the order-level group-by state then grows with a bucket, not with the
@@ -557,7 +606,7 @@ def check_strict(warnings: list[RunWarning], cfg: Config, inputs: list[str]) -> 
     if not blocking or not cfg.analysis.strict:
         return
     kinds = sorted({w.kind for w in blocking})
-    raise InputDataError(f"{', '.join(inputs)}: {len(blocking)} warning{'s' if len(blocking) > 1 else ''} "
+    raise InputDataError(f"{input_names(inputs)}: {len(blocking)} warning{'s' if len(blocking) > 1 else ''} "
                          "under --strict: nothing written",
                          [str(w) for w in blocking]
                          + [f"to let {'these' if len(kinds) > 1 else 'this'} through: "
@@ -656,19 +705,6 @@ def _invalid_report(sources: list[Source], colmaps: list[Any], stats: pl.DataFra
     return f"{names}: {invalid} of {total} rows are invalid", details
 
 
-@dataclass
-class Segmentation:
-    """The result of a run: one row per customer and the record of how it was made."""
-
-    customers: pl.DataFrame
-    meta: dict[str, Any]
-    warnings: list[RunWarning]
-    rejects: pl.DataFrame | None
-    concentration: Concentration
-
-
-
-
 def rfm_features(rows: pl.LazyFrame) -> pl.LazyFrame:
     """Rows -> per-customer features (the aggregation ``segment`` and ``rfm`` fuse)."""
     return customer_features(orders(rows))
@@ -726,71 +762,100 @@ def _quiet(_stage: str) -> None:
     """The default progress callback: says nothing."""
 
 
+Progress = Callable[[str], None]
+
+
+def input_names(inputs: list[str]) -> str:
+    """The inputs as messages name them (a DataFrame given to the API is ``<DataFrame>``)."""
+    return ", ".join(display_name(i) for i in inputs)
+
+
 def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = None,
             previous_meta: dict[str, Any] | None = None, force: bool = False,
-            progress: Callable[[str], None] = _quiet,
-            created_at: dt.datetime | None = None, memory_limit: int | None = None,
-            load: Loader | None = None) -> Segmentation:
+            progress: Progress = _quiet, memory_limit: int | None = None,
+            load: Loader | None = None) -> SegmentResult:
     """The main job (SPEC §3-§5): transactions in, one assignment per customer out.
 
-    ``load`` reads, checks and aggregates the inputs: :func:`load_transactions` (the
-    default), or an engine's loader (:func:`segcli.engines.loader`).
+    Parameters
+    ----------
+    inputs:
+        Paths, directories, globs or ``-`` (SPEC §2).
+    cfg:
+        The run's configuration.
+    previous, previous_meta:
+        The previous run's assignments and run record (``--previous``): its VIPs are kept
+        within ``tiers.keep_share``, its customers absent now are written as departed.
+    force:
+        Go on past a previous run that is not earlier, or a shrink beyond ``guard.max_drop``.
+    progress:
+        Called with each stage's description as it starts.
+    memory_limit:
+        Memory budget in bytes (:func:`load_transactions`).
+    load:
+        Reads, checks and aggregates the inputs: :func:`load_transactions` (the default),
+        or an engine's loader (:func:`segcli.engines.loader`).
 
-    Raises :class:`InputDataError` (exit 65) besides the input errors when ``previous`` is
-    not an earlier run, the data shrank beyond ``guard.max_drop`` (both unless ``force``), or
-    there are warnings under ``analysis.strict`` (:func:`check_strict`)."""
+    Raises
+    ------
+    InputDataError
+        (exit 65) besides the input errors when ``previous`` is not an earlier run, the data
+        shrank beyond ``guard.max_drop`` (both unless ``force``), or there are warnings under
+        ``analysis.strict`` (:func:`check_strict`).
+    """
     preload()
-    progress(f"reading and checking {', '.join(inputs)}")
+    progress(f"reading and checking {input_names(inputs)}")
     tx = (load or load_transactions)(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit, strict=False)
     warnings = list(tx.warnings)
-    has_prev = previous is not None
     if previous is not None:
         warnings += previous_checks(previous, previous_meta, cfg, tx.as_of, force)
     progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
-    df = customer_table(tx, cfg, keep_share=cfg.tiers.keep_share if has_prev else None)
+    df = customer_table(tx, cfg, keep_share=cfg.tiers.keep_share if previous is not None else None)
     progress(f"clustering {df.height:,} customers")
-    conc = concentration_of(df, cfg, tx.scale)
+    conc = concentration_of(df, cfg.pareto.head_share, tx.scale)
     df, model = add_clusters(df, cfg)
-
-    departed = pl.DataFrame()
+    departed = None
     if previous is not None:
-        _guard(previous, df, cfg, force, warnings)
+        warnings += shrink_guard(previous, df, cfg, force)
         state = previous_state(previous)  # schema version 1 or 2
         df = with_previous(df, state)
         departed = departed_rows(state, df, tx.as_of)
-        if departed.height:
-            ids = departed["customer_id"].sort().to_list()
-            warnings.append(RunWarning("departed", f"{departed.height} customer{'s' if departed.height > 1 else ''} "
-                                       "of the previous run absent from the data, written as yuxin with reason "
-                                       f"'departed': {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}"))
-    # N in the VIP limit is the current customer base: rows written only to demote departed
-    # customers must not buy extra VIP seats (max_share stays a hard limit, issue 4)
-    n_out = df.height
-    progress("assigning tiers and VIP groups")
-    df = assign_tiers(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, scale=tx.scale, as_of=tx.as_of)
-    decision = tier_decision(df, cfg.tiers, n_customers=n_out, has_previous=has_prev, departed=departed.height)
+        gone = departed_warning(departed)
+        warnings += [gone] if gone is not None else []
     warnings = [inactive_note(w, df, cfg) if w.kind == "stale_export" else w for w in warnings]
+    progress("assigning tiers and VIP groups")
+    out, group_info, decision = assign(df, cfg, scale=tx.scale, as_of=tx.as_of, has_previous=previous is not None,
+                                       departed=departed)
+    meta = run_record(cfg, tx, model, group_info, out, previous_meta=previous_meta if previous is not None else None,
+                      warnings=warnings, decision=decision)
+    check_strict(warnings, cfg, inputs)
+    return SegmentResult(out.drop("monetary_minor"), meta, warnings, tx.rejects, conc, cfg, previous)
+
+
+def assign(df: pl.DataFrame, cfg: Config, *, scale: int, as_of: dt.date, has_previous: bool,
+           departed: pl.DataFrame | None = None) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any]]:
+    """Tiers, VIP groups and service terms of a customer table (with clusters and, with a
+    previous run, :func:`segcli.tiers.with_previous`): the output columns (SPEC §5) and
+    ``monetary_minor``, in customer-id order, the VIP group model and the tier decision
+    (:func:`segcli.tiers.tier_decision`).
+
+    ``departed`` (:func:`segcli.tiers.departed_rows`) are appended: they carry the terms of
+    their tier but take no part in the limit, whose N is the customers in the data (rows
+    written only to demote departed customers must not buy extra VIP seats, issue 4).
+    """
+    n_customers = df.height
+    n_departed = departed.height if departed is not None else 0
+    df = assign_tiers(df, cfg.tiers, n_customers=n_customers, has_previous=has_previous, scale=scale, as_of=as_of)
+    decision = tier_decision(df, cfg.tiers, n_customers=n_customers, has_previous=has_previous, departed=n_departed)
     groups, group_info = vip_groups(df, cfg)
     df = df.with_columns(groups)
-    if departed.height:
+    if departed is not None and n_departed:
         df = pl.concat([df, departed], how="diagonal_relaxed")
     group_names = [str(g["vip_group"]) for g in group_info["groups"]]  # type: ignore[attr-defined]
-    assigned = (with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels, scale=tx.scale,
+    assigned = (with_service_terms(df.lazy(), cfg.service, group_names, cfg.tiers.labels, scale=scale,
                                    money=cfg.money)
-                .pipe(output_money, tx.scale, cfg.money).select(*OUTPUT_COLUMNS, "monetary_minor"))
+                .pipe(output_money, scale, cfg.money).select(*OUTPUT_COLUMNS, "monetary_minor"))
     # rows are in customer-id order from customer_table on; only departed rows come after
-    out = (assigned.sort("customer_id") if departed.height else assigned).collect()
-    meta = run_record(cfg, tx, model, group_info, out, created_at,
-                      previous_meta=previous_meta if has_prev else None, warnings=warnings, decision=decision)
-    check_strict(warnings, cfg, inputs)
-    return Segmentation(out.drop("monetary_minor"), meta, warnings, tx.rejects, conc)
-
-
-def output_money(lf: pl.LazyFrame, scale: int, kind: str) -> pl.LazyFrame:
-    """The money columns as ``output.money`` asks: the table's floats are already rounded
-    to ``scale`` places; ``"decimal"`` makes them ``Decimal(38, scale)`` from the exact
-    minor units, never through a float."""
-    return lf.with_columns(money_columns(scale, "decimal")) if kind == "decimal" else lf
+    return (assigned.sort("customer_id") if n_departed else assigned).collect(), group_info, decision
 
 
 def inactive_note(stale: RunWarning, df: pl.DataFrame, cfg: Config) -> RunWarning:
@@ -802,107 +867,15 @@ def inactive_note(stale: RunWarning, df: pl.DataFrame, cfg: Config) -> RunWarnin
                       f"tiers.active_days = {cfg.tiers.active_days} days of it): no VIP this run")
 
 
-def check_run_order(prev_as_of: dt.date, curr_as_of: dt.date, force: bool, *,
-                    prev_name: str = "the previous run", curr_name: str = "this run") -> RunWarning | None:
-    """Reversed runs (SPEC §6): the earlier run's as-of date must come before the later's.
-
-    Raises :class:`InputDataError` (exit 65) when it does not, unless ``force``; then
-    returns the ``forced`` warning to report. ``None`` when the order is right."""
-    if prev_as_of < curr_as_of:
-        return None
-    what = f"{prev_name} (as of {prev_as_of}) is not earlier than {curr_name} (as of {curr_as_of})"
-    if not force:
-        raise InputDataError(what, ["were the two runs swapped? Pass the older one as the previous run, "
-                                    "or --force to go on"])
-    return RunWarning("forced", f"--force: {what}")
-
-
-def previous_as_of(previous: pl.DataFrame, previous_meta: dict[str, Any] | None) -> dt.date | None:
-    """PREV's as-of date: from its run record, else from its ``as_of`` column."""
-    recorded = (previous_meta or {}).get("as_of")
-    if recorded:
-        return dt.date.fromisoformat(str(recorded)[:10])
-    if "as_of" in previous.columns and previous.height:
-        value = previous["as_of"].max()
-        return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
-    return None
-
-
-# keys that describe the run, not the segmentation: they change between runs on purpose
-RUN_KEYS = ("analysis.as_of", "analysis.strict", "analysis.allow")
-CHANGED_KEYS_SHOWN = 10
-
-
-def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config documents, with the values
-    when they are short (``tiers.max_share 0.2 -> 0.1``)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [k for key in sorted(set(old) | set(new), key=str)
-                for k in changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")]
-    key = prefix.rstrip(".")
-    if old == new or key in RUN_KEYS:
-        return []
-    if isinstance(old, (list, dict)) or isinstance(new, (list, dict)):
-        return [key]
-    return [f"{key} {json.dumps(old, ensure_ascii=False)} -> {json.dumps(new, ensure_ascii=False)}"]
-
-
-def config_changed(previous_meta: dict[str, Any] | None, cfg: Config) -> RunWarning | None:
-    """``config_changed`` (SPEC §6): PREV was made with another config, naming the keys."""
-    recorded = (previous_meta or {}).get("config")
-    if not isinstance(recorded, dict):
-        return None  # nothing to compare with
-    # the recorded config went through JSON: compare like with like
-    current = json.loads(json.dumps(cfg.raw, ensure_ascii=False, default=str))
-    keys = changed_keys(recorded, current)
-    if not keys:
-        return None
-    more = f" (and {len(keys) - CHANGED_KEYS_SHOWN} more)" if len(keys) > CHANGED_KEYS_SHOWN else ""
-    return RunWarning("config_changed", f"the config differs from the one the previous run was made with "
-                      f"(config hash {str((previous_meta or {}).get('config_hash', ''))[:12]} -> {cfg.hash[:12]}): "
-                      f"{'; '.join(keys[:CHANGED_KEYS_SHOWN])}{more}")
-
-
-def previous_checks(previous: pl.DataFrame, previous_meta: dict[str, Any] | None, cfg: Config, as_of: dt.date,
-                    force: bool) -> list[RunWarning]:
-    """``--previous`` must be an earlier run (exit 65 unless ``force``); a config change
-    against it is a warning."""
-    found = []
-    prev_as_of = previous_as_of(previous, previous_meta)
-    if prev_as_of is not None:
-        found.append(check_run_order(prev_as_of, as_of, force))
-    found.append(config_changed(previous_meta, cfg))
-    return [w for w in found if w is not None]
-
-
-def concentration_of(df: pl.DataFrame, cfg: Config, scale: int) -> Concentration:
-    """Pareto figures of a customer table (exact minor units)."""
-    return concentration(df["monetary_minor"].to_numpy(), df["pareto_class"].to_numpy(), scale,
-                         head_shares=HEAD_SHARES + (cfg.pareto.head_share,), rank=df["pareto_rank"].to_numpy())
-
-
-def _guard(previous: pl.DataFrame, df: pl.DataFrame, cfg: Config, force: bool,
-           warnings: list[RunWarning]) -> None:
-    """Stop when customers or revenue fell by more than ``guard.max_drop`` against PREV."""
-    prev = previous.filter(pl.col("reason") != "departed")
-    prev_n, cur_n = prev.height, df.height
-    prev_rev = float(prev["monetary"].sum() or 0.0)
-    cur_rev = float(df["monetary"].sum() or 0.0)
-    drops = []
-    if prev_n and (prev_n - cur_n) / prev_n > cfg.guard_max_drop:
-        drops.append(f"customers fell from {prev_n} to {cur_n} ({(prev_n - cur_n) / prev_n:.1%})")
-    if prev_rev > 0 and (prev_rev - cur_rev) / prev_rev > cfg.guard_max_drop:
-        drops.append(f"total revenue fell from {prev_rev:,.2f} to {cur_rev:,.2f} ({(prev_rev - cur_rev) / prev_rev:.1%})")
-    if drops and not force:
-        raise InputDataError(
-            f"the data shrank by more than guard.max_drop ({cfg.guard_max_drop:.0%}) against the previous run",
-            [*drops, "a truncated export would demote many VIPs; check the export, or pass --force to go on"])
-    warnings.extend(RunWarning("forced", f"--force: {d}") for d in drops)
+def record_fields(cfg: Config, tx: Transactions) -> dict[str, Any]:
+    """What every run record holds after its ``schema_version``: the tool, the as-of date,
+    the config and its hash, the inputs and the row counts."""
+    return {"tool": "segcli", "version": __version__, "as_of": tx.as_of.isoformat(), "config_hash": cfg.hash,
+            "config": cfg.raw, "inputs": tx.sources, "engine": tx.engine, "rows": tx.counts}
 
 
 def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: dict[str, Any],
-               out: pl.DataFrame, created_at: dt.datetime | None,
-               previous_meta: dict[str, Any] | None = None,
+               out: pl.DataFrame, *, previous_meta: dict[str, Any] | None = None,
                warnings: list[RunWarning] | None = None, decision: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``;
     ``decision`` is :func:`segcli.tiers.tier_decision` of a segment run.
@@ -916,14 +889,7 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
              .sort("tier").collect())
     return {
         "schema_version": SCHEMA_VERSION,
-        "tool": "segcli",
-        "version": __version__,
-        "as_of": tx.as_of.isoformat(),
-        "config_hash": cfg.hash,
-        "config": cfg.raw,
-        "inputs": tx.sources,
-        "engine": tx.engine,
-        "rows": tx.counts,
+        **record_fields(cfg, tx),
         "customers": out.height,
         "tiers": {r["tier"]: {"customers": r["n"], "revenue": r["revenue"]} for r in tiers.iter_rows(named=True)},
         "model": {
@@ -937,13 +903,8 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
                       "departed": out.filter(pl.col("reason") == "departed")["customer_id"].to_list()}
                      if previous_meta is not None else None),
         "warnings": warning_records(tx.warnings if warnings is None else warnings),
-        "created_at": created_timestamp(created_at),
+        "created_at": created_timestamp(),
     }
-
-
-def warning_records(warnings: list[RunWarning]) -> list[dict[str, str]]:
-    """The run's warnings as the run record keeps them: kind and text."""
-    return [{"kind": w.kind, "text": w.text} for w in warnings]
 
 
 def created_timestamp(now: dt.datetime | None = None) -> str:
@@ -951,27 +912,44 @@ def created_timestamp(now: dt.datetime | None = None) -> str:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch:
         try:
-            return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).isoformat()
+            return dt.datetime.fromtimestamp(int(epoch), dt.UTC).isoformat()
         except ValueError:
             raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
-    return (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+    return (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
 
 
-def rfm_table(inputs: list[str], cfg: Config, *, progress: Callable[[str], None] = _quiet,
-              memory_limit: int | None = None, load: Loader | None = None,
-              ) -> tuple[pl.DataFrame, dict[str, Any], list[RunWarning], pl.DataFrame | None]:
+def rfm_table(inputs: list[str], cfg: Config, *, progress: Progress = _quiet,
+              memory_limit: int | None = None, load: Loader | None = None) -> RfmResult:
     """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers.
 
     Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
     preload()
-    progress(f"reading and checking {', '.join(inputs)}")
+    progress(f"reading and checking {input_names(inputs)}")
     tx = (load or load_transactions)(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit)  # strict there
     progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")
     table = customer_table(tx, cfg)
     progress(f"clustering {table.height:,} customers")
     df, model = add_clusters(table, cfg)
     out = df.lazy().pipe(output_money, tx.scale, cfg.money).select(RFM_COLUMNS).collect()
-    meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")), None)
+    meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")))
     meta.pop("tiers", None)
     meta["schema_version"] = RFM_SCHEMA_VERSION
-    return out, meta, tx.warnings, tx.rejects
+    return RfmResult(out, meta, tx.warnings, tx.rejects)
+
+
+PARETO_COLUMNS = ("customer_id", "monetary", "pareto_rank", "cum_share", "pareto_class")
+
+
+def pareto_table(inputs: list[str], cfg: Config, *, memory_limit: int | None = None,
+                 load: Loader | None = None) -> ParetoResult:
+    """``segcli pareto``: every customer's place in the Pareto order and the concentration
+    figures; the record says what was read.
+
+    Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
+    # the aggregation runs in the checking pass (on Spark, where the rows are); strict checked there
+    tx = (load or load_transactions)(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit)
+    table = customer_table(tx, cfg)
+    conc = concentration_of(table, cfg.pareto.head_share, tx.scale)
+    record = {**record_fields(cfg, tx), "warnings": warning_records(tx.warnings)}
+    return ParetoResult(table.select(PARETO_COLUMNS), conc, vip_limit(cfg.tiers, conc.customers), record,
+                        tx.warnings, tx.rejects)

@@ -3,8 +3,10 @@ and of the report's PNG charts: the curve, the head line and the 知心 VIP limi
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,7 @@ class CurveMarks:
 
     @property
     def need(self) -> tuple[int, float]:
-        return self.c.head.get(self.head_share, (0, 0.0))
+        return self.c.need(self.head_share)
 
 
 def text(key: str, lang: str, **values: Any) -> str:
@@ -101,19 +103,29 @@ def figure_bytes(fig: Any, suffix: str) -> bytes:
     return buf.getvalue()
 
 
-def pyplot(font: Path | None) -> Any:
-    """matplotlib's pyplot on the Agg backend, with ``font`` (Chinese glyphs) first when given."""
+@contextlib.contextmanager
+def chart_style(font: Path | None) -> Iterator[None]:
+    """matplotlib's settings for the charts drawn and saved inside the block, and for nothing
+    else in the process: stable SVG ids (same data, same file) and ``font`` (Chinese glyphs)
+    first when given."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    matplotlib.rcParams["svg.hashsalt"] = "segcli"  # stable ids: same data, same file
-    import matplotlib.pyplot as plt
-
+    settings: dict[Any, Any] = {"svg.hashsalt": "segcli"}
     if font is not None:
         from segcli.fonts import use_font
 
-        matplotlib.rcParams["font.family"] = [use_font(font), "DejaVu Sans"]
-    return plt
+        settings["font.family"] = [use_font(font), "DejaVu Sans"]
+    with matplotlib.rc_context(settings):
+        yield
+
+
+def new_figure(width: float, height: float, dpi: int) -> tuple[Any, Any]:
+    """A figure of ``width`` x ``height`` inches and its axes, without pyplot: no figure
+    manager to close, no backend chosen for the whole process (saving uses Agg)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    return fig, fig.subplots()
 
 
 def write_plot(curve: tuple[list[float], list[float]], marks: CurveMarks, path: str, *,
@@ -124,13 +136,12 @@ def write_plot(curve: tuple[list[float], list[float]], marks: CurveMarks, path: 
     one they are English only and the tiers are named ``zhixin``/``yuxin`` (no tofu boxes).
     """
     suffix = plot_format(path)
-    plt = pyplot(font)
     lang = "both" if font is not None else "ascii"
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
-    draw_concentration(ax, curve, marks, lang)
-    fig.tight_layout()
-    data = figure_bytes(fig, suffix)
-    plt.close(fig)
+    with chart_style(font):
+        fig, ax = new_figure(8, 5.5, 110)
+        draw_concentration(ax, curve, marks, lang)
+        fig.tight_layout()
+        data = figure_bytes(fig, suffix)
     if suffix == ".html":
         c = marks.c
         need, need_share = marks.need
@@ -139,6 +150,6 @@ def write_plot(curve: tuple[list[float], list[float]], marks: CurveMarks, path: 
         title = html.escape(f"segcli pareto: {c.customers:,} customers")
         data = (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title></head>\n"
                 f"<body>\n<h1>{title}</h1>\n<p>{need_share:.1%} of customers hold {marks.head_share:.0%} of net "
-                f"revenue; Gini {c.gini:.3f}.</p>\n{svg}\n</body></html>\n").encode("utf-8")
+                f"revenue; Gini {c.gini:.3f}.</p>\n{svg}\n</body></html>\n").encode()
     with atomic_path(Path(path)) as tmp:
         tmp.write_bytes(data)

@@ -16,6 +16,7 @@ driver messages are scrubbed of the password before they are shown.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -250,10 +251,9 @@ def connection(loc: Location, error: type[SegcliError], *, autocommit: bool = Fa
     try:
         yield conn
     finally:
-        try:
+        # closing a broken connection must not hide the first error
+        with contextlib.suppress(Exception):
             conn.close()
-        except Exception:  # noqa: BLE001 - closing a broken connection must not hide the first error
-            pass
 
 
 def _connect_hints(cause: str) -> list[str]:
@@ -276,7 +276,8 @@ def _fail(error: type[SegcliError], what: str, exc: BaseException, loc: Location
 def _select(loc: Location) -> str:
     if loc.query is not None:
         return loc.query
-    target = quote_ident(str(loc.table)) if loc.schema is None else f"{quote_ident(loc.schema)}.{quote_ident(str(loc.table))}"
+    table = quote_ident(str(loc.table))
+    target = table if loc.schema is None else f"{quote_ident(loc.schema)}.{table}"
     return f"SELECT * FROM {target}"
 
 
@@ -400,7 +401,8 @@ def _spool(reader: Any, path: Path, name: str) -> tuple[int, int]:
             rows += plain.num_rows
             size += batch.nbytes
         if writer is None:  # no batch at all: an empty file with the query's columns
-            fields = [_plain_column(pa.array([], f.type.storage_type if isinstance(f.type, pa.BaseExtensionType) else f.type), f)[1]
+            fields = [_plain_column(pa.array([], f.type.storage_type if isinstance(f.type, pa.BaseExtensionType)
+                                             else f.type), f)[1]
                       for f in reader.schema]
             writer = pq.ParquetWriter(path, pa.schema(fields), compression="lz4")
     finally:
@@ -567,10 +569,8 @@ def write_postgres(df: pl.DataFrame, out: str, *, meta: dict[str, Any] | None, m
 
 
 def _rollback(conn: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the connection may be gone; the server rolls back then
         conn.rollback()
-    except Exception:  # noqa: BLE001 - the connection may be gone; the server rolls back then
-        pass
 
 
 def _qualified(schema: str, table: str) -> str:
@@ -649,7 +649,8 @@ def _append(cur: Any, schema: str, table: str, columns: list[tuple[str, str]], d
             names = [c for c, _ in have]
             missing = [c for c, _ in want if c not in names]
             extra = [c for c in names if c not in dict(want)]
-            retyped = [f"{c} is {dict(have)[c]}, the output's {t}" for c, t in want if c in names and dict(have)[c] != t]
+            retyped = [f"{c} is {dict(have)[c]}, the output's {t}"
+                       for c, t in want if c in names and dict(have)[c] != t]
             raise OutputError(f"{loc.name}: the table's columns differ from this output's",
                               [*(["not in the table: " + ", ".join(missing)] if missing else []),
                                *(["only in the table: " + ", ".join(extra)] if extra else []), *retyped,

@@ -172,7 +172,8 @@ def total_row_values(parsed: pl.LazyFrame, found: dict[int, int]) -> pl.DataFram
 def total_row_warnings(sources: list[Source], rows: pl.DataFrame) -> list[RunWarning]:
     """``total_row``: the trailing total rows dropped, by file and line, with their amount."""
     return [RunWarning("total_row", f"{sources[i].name}: {sources[i].row_word} {line} is a total row (customer id "
-                       f"{text!r}, amount {amount or ''!r}) and the file's last row: dropped, not counted as a customer")
+                       f"{text!r}, amount {amount or ''!r}) and the file's last row: dropped, "
+                       "not counted as a customer")
             for i, line, text, amount in rows.iter_rows()]
 
 

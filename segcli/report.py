@@ -1,4 +1,8 @@
-"""Summary tables (DataFrame -> DataFrame) and their rendering (DataFrame -> str). No printing."""
+"""Summary tables (DataFrame -> DataFrame) and the text of every table a command prints
+(DataFrame -> str): tabulate formats, CSV and JSON records. No printing.
+
+CJK labels (知心, 遇心) take two columns: tabulate measures them with wcwidth, a dependency,
+so tables stay aligned without changing tabulate's settings."""
 
 from __future__ import annotations
 
@@ -8,14 +12,15 @@ from typing import Any
 
 import polars as pl
 import polars.selectors as cs
-import tabulate as tabulate_mod
 from tabulate import tabulate
 
 from segcli.config import SERVICE_FIELDS
+from segcli.diff import TierDiff, change_counts, change_lists
+from segcli.explain import decision_text
 from segcli.pareto import Concentration
 from segcli.rfm import money_units, units_to_money
 
-tabulate_mod.WIDE_CHARS_MODE = True  # CJK labels take two columns: keep tables aligned
+DIFF_LIST_ROWS = 20  # upgrades and downgrades shown by segcli diff (-o FILE has them all)
 GROUP_ORDER = {"tier": ["zhixin", "yuxin"]}
 
 
@@ -202,6 +207,45 @@ def render_concentration(c: Concentration, fmt: str) -> str:
 
 
 def headline(c: Concentration, head_share: float) -> str:
-    need, share = c.head.get(head_share, (0, 0.0))
+    need, share = c.need(head_share)
     return (f"{share:.1%} of customers ({need:,} of {c.customers:,}) hold {head_share:.0%} of net revenue; "
             f"Gini {c.gini:.3f}")
+
+
+def render_run(summary: pl.DataFrame, record: dict[str, Any], c: Concentration, fmt: str, *, head_share: float,
+               departed: int) -> str:
+    """What ``segcli segment`` prints: the tier summary, after a headline (the run's date,
+    customers and rows, the Pareto head, the clusters and VIP groups) unless ``fmt`` is csv.
+
+    ``departed``: rows written only to demote customers absent from the data (not counted)."""
+    text = render(summary, fmt)
+    if fmt == "csv":
+        return text
+    counts, model = record["rows"], record["model"]
+    sil = model["cluster"]["silhouette"]
+    groups = ", ".join(f"{g['vip_group']} ({g['customers']:,})" for g in model["vip_groups"]["groups"])
+    return (f"as of {record['as_of']}: {record['customers'] - departed:,} customers from {counts['rows_used']:,} rows"
+            + (f" (and {departed:,} departed, written as yuxin)" if departed else "") + "\n"
+            f"{headline(c, head_share)}\n"
+            f"clusters: k={model['cluster']['k']}" + (f" (silhouette {sil:.3f})" if sil is not None else "")
+            + (f"; VIP groups: {groups}" if groups else "") + f"\n{decision_text(record)}\n\n{text}")
+
+
+def render_diff(d: TierDiff, fmt: str, *, title: str) -> str:
+    """The diff for people: matrix, counts and the first upgrades and downgrades."""
+    counts = change_counts(d)
+    if d.moved.height == 0:
+        still = int(counts.filter(pl.col("change") == "still_departed")["customers"].sum())
+        same = int(counts.filter(pl.col("change") == "unchanged")["customers"].sum())
+        return (f"no changes: {same:,} customers in the same tier and group"
+                + (f"; {still:,} still departed" if still else "") + "\n")
+    lists = change_lists(d)
+    parts = [render(d.matrix, fmt, title=title), render(counts, fmt, title="changes")]
+    cols = ["customer_id", "from_group", "to_group", "from_monetary", "to_monetary", "recency_days", "frequency"]
+    for kind in ("upgrade", "downgrade"):
+        rows = lists[kind]
+        if rows.height:
+            more = f" (first {DIFF_LIST_ROWS}; -o FILE for all)" if rows.height > DIFF_LIST_ROWS else ""
+            parts.append(render(rows.select([c for c in cols if c in rows.columns]).head(DIFF_LIST_ROWS), fmt,
+                                title=f"{kind}s: {rows.height:,}{more}"))
+    return "\n".join(parts)

@@ -1,4 +1,5 @@
-"""Transactions -> orders -> per-customer recency, frequency, monetary; scores and segments.
+"""Transactions -> orders -> per-customer recency, frequency, monetary and the money columns
+(avg_order_value, float or decimal); scores and segments.
 
 Money stays in integer minor units (``*_minor``, amount x 10^scale) so sums are exact and
 independent of the order rows arrive in; floats appear only in output columns.
@@ -49,6 +50,13 @@ def money_columns(scale: int, kind: str = "float") -> list[pl.Expr]:
         .then(money(divide_half_even(pl.col("monetary_minor"), pl.col("frequency")), scale, kind))
         .alias("avg_order_value"),
     ]
+
+
+def output_money(lf: pl.LazyFrame, scale: int, kind: str) -> pl.LazyFrame:
+    """The money columns as ``output.money`` asks: the table's floats are already rounded
+    to ``scale`` places; ``"decimal"`` makes them ``Decimal(38, scale)`` from the exact
+    minor units, never through a float."""
+    return lf.with_columns(money_columns(scale, "decimal")) if kind == "decimal" else lf
 
 
 # Money sums are int64 minor units: exact, vectorised, and what numpy and Parquet take.

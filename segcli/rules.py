@@ -1,4 +1,5 @@
-"""Filter expressions from the config (``tiers.rule``) -> Polars expressions, never eval'd.
+"""Rules written in the config: filter expressions (``tiers.rule``) -> Polars expressions, never
+eval'd, and the one table of comparison operators.
 
 The text is parsed with Python's own parser (``ast``) but nothing is executed: the syntax
 tree is walked and only a small whitelist becomes a ``pl.Expr``:
@@ -14,21 +15,21 @@ from __future__ import annotations
 
 import ast
 import io
+import operator
 import tokenize
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import polars as pl
 
 from segcli.errors import ConfigError
 
-_COMPARE = {
-    ast.Lt: lambda a, b: a < b,
-    ast.LtE: lambda a, b: a <= b,
-    ast.Gt: lambda a, b: a > b,
-    ast.GtE: lambda a, b: a >= b,
-    ast.Eq: lambda a, b: a == b,
-    ast.NotEq: lambda a, b: a != b,
+# The comparison operators of config rules, by the symbol a config writes: the one table, for
+# tiers.rule (parsed here) and the vip_groups naming rules (segcli.config's ``Op`` names a subset)
+COMPARISONS: dict[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
 }
+_SYMBOLS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
 
 
 _WORDS = {"&": " and ", "|": " or "}
@@ -106,8 +107,8 @@ def parse_rule(text: str, columns: Iterable[str], *, key: str = "tiers.rule") ->
                         raise fail(right, "'in' needs a list such as [\"a\", \"b\"]")
                     expr = operand(left).is_in([value(v) for v in right.elts])
                     expr = ~expr if isinstance(op, ast.NotIn) else expr
-                elif type(op) in _COMPARE:
-                    expr = _COMPARE[type(op)](operand(left), operand(right))
+                elif type(op) in _SYMBOLS:
+                    expr = COMPARISONS[_SYMBOLS[type(op)]](operand(left), operand(right))
                 else:
                     raise fail(node, "unsupported comparison")
                 out = expr if out is None else out & expr

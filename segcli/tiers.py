@@ -5,17 +5,16 @@ which VIP group, and with what service terms.
 from __future__ import annotations
 
 import datetime as dt
-import operator
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
 import numpy as np
 import polars as pl
 
-from segcli.clusters import ClusterModel, cluster_customers
+from segcli.clusters import cluster_customers
 from segcli.config import GOODWILL_FIELDS, Config, GroupNameRule, ServiceConfig, ServiceTerms, TierConfig
 from segcli.errors import InputDataError
-from segcli.rules import parse_rule
+from segcli.rules import COMPARISONS, parse_rule
 from segcli.schema import RULE_COLUMNS
 
 ZHIXIN, YUXIN = "zhixin", "yuxin"
@@ -23,7 +22,6 @@ YUXIN_REASONS = ("departed", "no_purchase", "non_positive_revenue", "inactive", 
 ENTRY_REASONS = {"pareto": "pareto_head", "cluster": "selected_by_cluster", "rule": "selected_by_rule",
                  "threshold": "selected_by_threshold"}
 ZHIXIN_REASONS = (*ENTRY_REASONS.values(), "kept_by_hysteresis", "in_grace", "min_tenure")
-_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 
 
 def share_limit(cfg: TierConfig, n_customers: int) -> int:
@@ -238,7 +236,8 @@ def tier_decision(df: pl.DataFrame, cfg: TierConfig, *, n_customers: int, has_pr
     lc = cfg.lifecycle
     return {
         "method": cfg.method, "customers": n_customers, "limit": limit,
-        "limit_by": "capacity" if cfg.capacity and limit == cfg.capacity < share_limit(cfg, n_customers) else "max_share",
+        "limit_by": ("capacity" if cfg.capacity and limit == cfg.capacity < share_limit(cfg, n_customers)
+                     else "max_share"),
         "max_share": cfg.max_share, "capacity": cfg.capacity,
         "candidates": candidates, "seated": seated, "capacity_cut": int(reasons.get("capacity_cut", 0)),
         "incumbents_first": has_previous and (cfg.incumbents_first or lc.active),
@@ -276,7 +275,7 @@ def name_groups(profiles: list[dict[str, float]], rules: tuple[GroupNameRule, ..
         name = fallback
         for rule in rules:
             target = tier_medians[rule.metric] if rule.value == "tier_median" else float(rule.value)
-            if _OPS[rule.op](prof[rule.metric], target):
+            if COMPARISONS[rule.op](prof[rule.metric], target):
                 name = rule.name
                 break
         count = sum(1 for n in names if n == name or n.startswith(name + "_") and n[len(name) + 1:].isdigit())

@@ -5,16 +5,13 @@ runs through the command line. Shared by test_lifecycle.py and test_explain.py."
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import polars as pl
 
-try:
-    from helpers_numbers import invoke, write_config, write_csv
-except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import invoke, write_config, write_csv
-
+from helpers_numbers import invoke, write_config, write_csv
 from segcli.io import read_assignments
 
 M1, M2, M3 = dt.date(2025, 1, 31), dt.date(2025, 2, 28), dt.date(2025, 3, 31)

@@ -7,8 +7,8 @@ import base64
 import importlib
 import io
 import json
-import re
 import os
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path

@@ -352,7 +352,7 @@ def test_internal_error_is_one_line_without_traceback(monkeypatch: pytest.Monkey
     def boom(*_a, **_k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(cli, "segment", boom)
+    monkeypatch.setattr(cli.api, "segment", boom)
     result = run("segment", str(small_csv))
     assert result.exit_code == 1
     assert result.stderr.startswith("segcli: internal error: RuntimeError: kaboom")

@@ -349,10 +349,11 @@ def test_diff_with_the_files_reversed_stops_unless_forced(tmp_path: Path) -> Non
     result = run("diff", curr, prev)
     assert result.exit_code == 65 and result.stdout == ""
     assert result.stderr.splitlines() == [
-        f"segcli: error: runs in the wrong order: {curr} is as of 2025-02-28, not earlier than {prev} (as of 2025-01-31)",
+        # the one run-order rule of segcli.previous, with diff's own hint
+        f"segcli: error: {curr} (as of 2025-02-28) is not earlier than {prev} (as of 2025-01-31)",
         "  give the earlier run first: segcli diff PREV CURR, or pass --force"]
     assert run("diff", prev, prev).exit_code == 65  # the same as-of is not earlier either
     forced = run("diff", curr, prev, "--force")
     assert forced.exit_code == 0
-    assert forced.stderr.startswith(f"segcli: warning: [forced] --force: {curr} is as of 2025-02-28")
+    assert forced.stderr.startswith(f"segcli: warning: [forced] --force: {curr} (as of 2025-02-28) is not earlier")
     assert run("diff", prev, curr).exit_code == 0

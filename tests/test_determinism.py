@@ -158,7 +158,7 @@ def test_memory_limit_does_not_leak_into_later_calls(monkeypatch: pytest.MonkeyP
         parts.append(out.parts)
         return out
 
-    monkeypatch.setattr("segcli.cli.load_transactions", spy)
+    monkeypatch.setattr("segcli.engines.load_transactions", spy)
     monkeypatch.setenv(pipeline.MEMORY_LIMIT_ENV, "2M")
     result = CliRunner().invoke(app, ["validate", str(SAMPLE), "-q"])
     assert result.exit_code == 0, result.stderr

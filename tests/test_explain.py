@@ -13,15 +13,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-try:
-    from helpers_numbers import invoke, minor, reference_pareto, write_config, write_csv
-    from lifecycle_helpers import (CAPACITY_CONFIG, GRACE_CONFIG, GRACE_ROWS, M1, M2, M3, TENURE_CONFIG, TENURE_ROWS,
-                                   chain, segment_run)
-except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import invoke, minor, reference_pareto, write_config, write_csv
-    from tests.lifecycle_helpers import (CAPACITY_CONFIG, GRACE_CONFIG, GRACE_ROWS, M1, M2, M3, TENURE_CONFIG,
-                                         TENURE_ROWS, chain, segment_run)
-
+from helpers_numbers import invoke, minor, reference_pareto, write_config, write_csv
+from lifecycle_helpers import (
+    CAPACITY_CONFIG,
+    GRACE_CONFIG,
+    GRACE_ROWS,
+    M1,
+    TENURE_CONFIG,
+    TENURE_ROWS,
+    chain,
+    segment_run,
+)
 from segcli.explain import explain
 from segcli.io import read_assignments, write_table
 

@@ -8,13 +8,11 @@ skipped elsewhere). Runs are real subprocesses of ``python -m segcli``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
 import subprocess
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor

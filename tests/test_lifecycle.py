@@ -18,15 +18,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-try:
-    from helpers_numbers import invoke, write_config, write_csv
-    from lifecycle_helpers import (CAPACITY_CONFIG, GRACE_CONFIG, GRACE_ROWS, LIFECYCLE_COLUMNS, M1, M2, M3,
-                                   TENURE_CONFIG, TENURE_ROWS, chain, lifecycle_view, segment_run)
-except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import invoke, write_config, write_csv
-    from tests.lifecycle_helpers import (CAPACITY_CONFIG, GRACE_CONFIG, GRACE_ROWS, LIFECYCLE_COLUMNS, M1, M2, M3,
-                                         TENURE_CONFIG, TENURE_ROWS, chain, lifecycle_view, segment_run)
-
+from helpers_numbers import invoke, write_config, write_csv
+from lifecycle_helpers import (
+    CAPACITY_CONFIG,
+    GRACE_CONFIG,
+    GRACE_ROWS,
+    M1,
+    M2,
+    TENURE_CONFIG,
+    TENURE_ROWS,
+    chain,
+    lifecycle_view,
+    segment_run,
+)
 from segcli.config import load_config
 from segcli.io import read_assignments, write_table
 from segcli.pipeline import segment
@@ -269,8 +273,8 @@ def _chained(rows: list[tuple[str, int, int]], p: dict) -> list[pl.DataFrame]:
                 continue
             run_cfg = load_config(None, {**_policy_overrides(p), "analysis.as_of": as_of.isoformat()})
             seg = segment([str(src)], run_cfg, previous=out[-1] if out else None, previous_meta=meta, force=True)
-            out.append(seg.customers)
-            meta = seg.meta
+            out.append(seg.assignments)
+            meta = seg.record
     return out
 
 

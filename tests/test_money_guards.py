@@ -19,12 +19,16 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-try:
-    from helpers_numbers import (HEAD_SHARES, invoke, reference_features, reference_pareto, run_pareto_json,
-                                 run_rfm, write_config, write_csv)
-except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import (HEAD_SHARES, invoke, reference_features, reference_pareto,
-                                       run_pareto_json, run_rfm, write_config, write_csv)
+from helpers_numbers import (
+    HEAD_SHARES,
+    invoke,
+    reference_features,
+    reference_pareto,
+    run_pareto_json,
+    run_rfm,
+    write_config,
+    write_csv,
+)
 
 # issue 9 item 2: with amount_scale = 8 these summed to a negative total revenue
 ISSUE_ROWS = [("A", "2025-01-10", "60000000000", "o1"), ("B", "2025-01-11", "50000000000", "o2"),

@@ -12,12 +12,18 @@ import numpy as np
 import polars as pl
 import pytest
 
-try:
-    from helpers_numbers import (HEAD_SHARES, TOP_SHARES, invoke, minor, reference_features, reference_pareto,
-                                 run_pareto_json, run_rfm, write_config, write_csv)
-except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import (HEAD_SHARES, TOP_SHARES, invoke, minor, reference_features,
-                                       reference_pareto, run_pareto_json, run_rfm, write_config, write_csv)
+from helpers_numbers import (
+    HEAD_SHARES,
+    TOP_SHARES,
+    invoke,
+    minor,
+    reference_features,
+    reference_pareto,
+    run_pareto_json,
+    run_rfm,
+    write_config,
+    write_csv,
+)
 
 # monetary: c1 50, c2 30, c3 10, c4 5, c5 5, c6 0 (a free order), c0 -20 (clipped to 0).
 # c5 comes before c4 in the file: ties are broken by customer id, not by file order.

@@ -162,10 +162,10 @@ def test_typed_columns_are_read_as_types_not_text(pg: PgServer, tmp_path: Path) 
     timestamp and an exact decimal, and the run equals the same typed data from Parquet."""
     df = pl.DataFrame({
         "customer_id": [10_000_000_001, 10_000_000_001, 10_000_000_002, 10_000_000_003],
-        "order_time": [dt.datetime(2024, 1, 31, 20, 0, tzinfo=dt.timezone.utc),  # 2024-02-01 04:00 in Shanghai
-                       dt.datetime(2024, 1, 10, 9, 0, tzinfo=dt.timezone.utc),
-                       dt.datetime(2024, 1, 15, 3, 0, tzinfo=dt.timezone.utc),
-                       dt.datetime(2024, 1, 20, 23, 59, tzinfo=dt.timezone.utc)],
+        "order_time": [dt.datetime(2024, 1, 31, 20, 0, tzinfo=dt.UTC),  # 2024-02-01 04:00 in Shanghai
+                       dt.datetime(2024, 1, 10, 9, 0, tzinfo=dt.UTC),
+                       dt.datetime(2024, 1, 15, 3, 0, tzinfo=dt.UTC),
+                       dt.datetime(2024, 1, 20, 23, 59, tzinfo=dt.UTC)],
         "amount": ["1234567890.1234", "0.0001", "-5.5000", "99.9900"],
         "order_id": [1, 2, 3, 4],
     }).with_columns(pl.col("amount").cast(pl.Decimal(18, 4)), pl.col("order_time").dt.cast_time_unit("us"))
@@ -213,7 +213,7 @@ def test_known_as_of_and_window_are_pushed_into_the_query(pg: PgServer, tmp_path
     n = len(stamps)
     df = pl.DataFrame({
         "customer_id": [f"C{i % 7}" for i in range(n)],
-        "order_time": [s.astimezone(dt.timezone.utc) for s in stamps],
+        "order_time": [s.astimezone(dt.UTC) for s in stamps],
         "amount": [float(10 + i % 13) for i in range(n)],
     }).with_columns(pl.col("order_time").dt.cast_time_unit("us"), pl.col("amount").cast(pl.Decimal(10, 2)))
     df = pl.concat([df, pl.DataFrame({"customer_id": ["C1"], "order_time": [None], "amount": [1.0]},

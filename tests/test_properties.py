@@ -52,7 +52,7 @@ def _csv(rows: list[tuple[str, int, int, int]], folder: Path, name: str = "tx.cs
 
 def _segment(rows: list[tuple[str, int, int, int]]) -> pl.DataFrame:
     with tempfile.TemporaryDirectory() as folder:
-        return segment([str(_csv(rows, Path(folder)))], CFG).customers
+        return segment([str(_csv(rows, Path(folder)))], CFG).assignments
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -3,6 +3,7 @@ Markdown with PNG charts that really show Chinese; the optional pieces fail clea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import sys
@@ -158,9 +159,8 @@ def test_at_risk_vips_are_listed_once_the_assignments_have_the_column(small_csv:
 
     cfg = load_config(None)
     seg = segment([str(small_csv)], cfg)
-    flagged = seg.customers.with_columns(at_risk=pl.col("customer_id") == "C1")
-    seg_v2 = type(seg)(flagged, seg.meta, seg.warnings, seg.rejects, seg.concentration)
-    results = build_results(seg_v2, cfg, inputs=[str(small_csv)])
+    flagged = seg.assignments.with_columns(at_risk=pl.col("customer_id") == "C1")
+    results = build_results(dataclasses.replace(seg, assignments=flagged), inputs=[str(small_csv)])
     assert results.at_risk is not None and results.at_risk["customer_id"].to_list() == ["C1"]
     page = page_html(results)
     assert 'id="at-risk"' in page and 'data-figure="at_risk" data-value="1"' in page
@@ -342,17 +342,15 @@ def test_html_report_without_any_chinese_font_is_written_with_a_warning(tmp_path
 
 def test_pareto_plot_names_the_vip_limit_in_chinese(tmp_path: Path, small_csv: Path) -> None:
     font = cjk_font()
-    import matplotlib.pyplot as plt
-
-    from segcli.plot import CurveMarks, draw_concentration, pyplot
     from segcli.pareto import concentration
+    from segcli.plot import CurveMarks, chart_style, draw_concentration, new_figure
 
     c = concentration(np.array([500, 300, 200]), np.array(["A", "A", "B"]), 0)
-    pyplot(font)
-    fig, ax = plt.subplots()
-    draw_concentration(ax, ([0, 1 / 3, 2 / 3, 1], [0, 0.5, 0.8, 1]), CurveMarks(c, 0.8, 1, {"zhixin": "知心"}), "both")
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    plt.close(fig)
+    with chart_style(font):
+        _fig, ax = new_figure(8, 5.5, 110)
+        draw_concentration(ax, ([0, 1 / 3, 2 / 3, 1], [0, 0.5, 0.8, 1]), CurveMarks(c, 0.8, 1, {"zhixin": "知心"}),
+                           "both")
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("知心 VIP 名额上限 L = 1" in t for t in legend)
     assert any(t.startswith("客户（按净收入从高到低） / customers") for t in legend)
     with warnings.catch_warnings(record=True) as caught:

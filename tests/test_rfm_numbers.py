@@ -13,12 +13,17 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-try:
-    from helpers_numbers import (AS_OF, SEGMENT_GRID, invoke, reference_features, reference_scores, run_rfm,
-                                 spec_scores, write_config, write_csv)
-except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import (AS_OF, SEGMENT_GRID, invoke, reference_features, reference_scores,
-                                       run_rfm, spec_scores, write_config, write_csv)
+from helpers_numbers import (
+    AS_OF,
+    SEGMENT_GRID,
+    invoke,
+    reference_features,
+    reference_scores,
+    run_rfm,
+    spec_scores,
+    write_config,
+    write_csv,
+)
 
 D = dt.date
 
@@ -233,7 +238,7 @@ def test_csv_output_carries_the_same_numbers(tmp_path, fixture_run):
     df_csv, _ = run_rfm(tmp_path, src, out_name="rfm.csv")
     assert (tmp_path / "rfm.csv.meta.json").exists()
     df, _ = fixture_run
-    for cid, (freq, rec, first, last, mon, gross, ret, aov) in EXPECTED.items():
+    for cid, (freq, rec, first, last, mon, gross, ret, _aov) in EXPECTED.items():
         row = _row(df_csv, cid)
         assert (row["frequency"], row["recency_days"], row["monetary"], row["gross_revenue"],
                 row["returns_amount"]) == (freq, rec, mon, gross, ret)

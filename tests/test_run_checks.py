@@ -18,7 +18,8 @@ from conftest import ROOT, write_csv
 from segcli.cli import app
 from segcli.config import load_config
 from segcli.errors import InputDataError, RunWarning
-from segcli.pipeline import check_run_order, load_transactions, rfm_table, segment
+from segcli.pipeline import load_transactions, rfm_table, segment
+from segcli.previous import check_run_order
 
 runner = CliRunner()
 H = "customer_id,order_date,amount,order_id"
@@ -63,13 +64,13 @@ def test_segment_itself_raises_under_strict(repeated: Path) -> None:
     assert "1 warning under --strict: nothing written" in err.value.message
     assert err.value.details[0].startswith("[identical_rows] 1 row is identical")
     assert err.value.details[-1] == "to let this through: --allow identical_rows"
-    assert segment([str(repeated)], strict_config("identical_rows")).customers.height == 6
+    assert segment([str(repeated)], strict_config("identical_rows")).assignments.height == 6
 
 
 def test_rfm_table_raises_under_strict(repeated: Path) -> None:
     with pytest.raises(InputDataError, match="under --strict"):
         rfm_table([str(repeated)], strict_config())
-    assert rfm_table([str(repeated)], strict_config("identical_rows"))[0].height == 6
+    assert rfm_table([str(repeated)], strict_config("identical_rows")).table.height == 6
 
 
 def test_load_transactions_raises_under_strict_for_lifetimes_pareto_and_validate(repeated: Path) -> None:

@@ -13,12 +13,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-try:
-    from helpers_numbers import (invoke, minor, reference_features, reference_pareto, reference_scores, run_segment,
-                                 write_config, write_csv)
-except ImportError:  # tests collected as a package
-    from tests.helpers_numbers import (invoke, minor, reference_features, reference_pareto, reference_scores,
-                                       run_segment, write_config, write_csv)
+from helpers_numbers import (
+    invoke,
+    minor,
+    reference_features,
+    reference_pareto,
+    reference_scores,
+    run_segment,
+    write_config,
+    write_csv,
+)
 
 YUXIN_REASONS = {"departed", "no_purchase", "non_positive_revenue", "inactive", "below_head", "capacity_cut"}
 ZHIXIN_REASONS = {"pareto_head", "kept_by_hysteresis", "selected_by_cluster", "selected_by_rule",

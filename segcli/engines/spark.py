@@ -25,7 +25,6 @@ the way the polars engine does).
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import io
 import os
@@ -46,11 +45,36 @@ import pyarrow as pa
 from segcli.config import Config, InputConfig
 from segcli.engines import EngineSettings
 from segcli.errors import ConfigError, InputDataError, InputMissingError, RunWarning, UsageError
-from segcli.io import (EXCEL_SUFFIXES, PARQUET_SUFFIXES, Source, count_ragged, expand_inputs, open_source, ragged_lines)
-from segcli.parse import (PLAN_SAMPLE_ROWS, REPEAT_COUNT_MAX_ROWS, RULES, ColumnMap, ParsePlan, _row_hash, amount_hits,
-                          canonical, date_hits, formats_for, invalid_expr, plain_amounts, resolve_columns)
-from segcli.pipeline import (EXAMPLES, Aggregate, Transactions, _allowed_invalid, _invalid_report, _ragged_error,
-                             analysed_rows, check_query, check_strict, check_tables, decide_run, estimate_rows)
+from segcli.io import EXCEL_SUFFIXES, PARQUET_SUFFIXES, Source, count_ragged, expand_inputs, open_source, ragged_lines
+from segcli.parse import (
+    PLAN_SAMPLE_ROWS,
+    REPEAT_COUNT_MAX_ROWS,
+    RULES,
+    ColumnMap,
+    ParsePlan,
+    _row_hash,
+    amount_hits,
+    canonical,
+    date_hits,
+    formats_for,
+    invalid_expr,
+    plain_amounts,
+    resolve_columns,
+)
+from segcli.pipeline import (
+    EXAMPLES,
+    Aggregate,
+    Transactions,
+    _allowed_invalid,
+    _invalid_report,
+    _ragged_error,
+    analysed_rows,
+    check_query,
+    check_strict,
+    check_tables,
+    decide_run,
+    estimate_rows,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

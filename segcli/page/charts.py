@@ -49,7 +49,7 @@ def concentration_figure(r: ReportResults, lang: str) -> Figure:
     """Curve, equality line, the head line, the 知心 limit L and where the 知心 tier ends."""
     go = plotly_go()
     c, zhixin = r.concentration, tier_name(ZHIXIN, r.labels, lang)
-    need, need_share = c.head.get(r.head_share, (0, 0.0))
+    need, need_share = c.need(r.head_share)
     x, y = ([v * 100 for v in vs] for vs in r.curve)
     data = [go.Scatter(x=x, y=y, mode="lines", name=tr("curve", lang), line={"color": CURVE, "width": 2.5}),
             go.Scatter(x=[0, 100], y=[0, 100], mode="lines", name=tr("equal", lang),
@@ -93,7 +93,8 @@ def share_bars(r: ReportResults, by: str, lang: str, title_key: str) -> Figure:
     df = r.summaries[by]
     names = [group_name(by, v, r, lang) for v in df[by].to_list()]
     bars = []
-    for col, key, colour in (("customer_share", "share_customers", "#aab7b8"), ("revenue_share", "share_revenue", CURVE)):
+    for col, key, colour in (("customer_share", "share_customers", "#aab7b8"),
+                             ("revenue_share", "share_revenue", CURVE)):
         values = [v * 100 for v in df[col].to_list()]
         bars.append(go.Bar(x=names, y=values, name=tr(key, lang), marker={"color": colour},
                            text=[f"{v:.1f}%" for v in values], textposition="outside", cliponaxis=False))
@@ -133,7 +134,8 @@ def rfm_heatmap(r: ReportResults, lang: str) -> Figure:
     grid, bins = r.rfm_grid, r.bins
     rows = list(range(bins, 0, -1))
     z = [grid.filter(pl.col("r_score") == s)["customers"].to_list() for s in rows]
-    text = [[f"{seg}<br>{n:,}" for seg, n in grid.filter(pl.col("r_score") == s).select("segment", "customers").iter_rows()]
+    text = [[f"{seg}<br>{n:,}"
+             for seg, n in grid.filter(pl.col("r_score") == s).select("segment", "customers").iter_rows()]
             for s in rows]
     heat = go.Heatmap(z=z, x=[str(f) for f in range(1, bins + 1)], y=[str(s) for s in rows], text=text,
                       texttemplate="%{text}", colorscale="Reds", hoverinfo="text", showscale=False, xgap=2, ygap=2)
@@ -148,7 +150,8 @@ def migration_heatmap(m: Migration, r: ReportResults, lang: str) -> Figure:
     froms, tos, cell = matrix_cells(m.diff.matrix)
     z = [[cell.get((a, b), (0, 0.0))[0] for b in tos] for a in froms]
     text = [[f"{cell[(a, b)][0]:,}<br>{cell[(a, b)][1]:,.2f}" if (a, b) in cell else "" for b in tos] for a in froms]
-    heat = go.Heatmap(z=z, x=[tier_name(t, r.labels, lang) for t in tos], y=[tier_name(t, r.labels, lang) for t in froms],
+    heat = go.Heatmap(z=z, x=[tier_name(t, r.labels, lang) for t in tos],
+                      y=[tier_name(t, r.labels, lang) for t in froms],
                       text=text, texttemplate="%{text}", colorscale="Blues", showscale=False, hoverinfo="text",
                       xgap=2, ygap=2)
     layout = _layout(tr("sec_migration", lang), 360, xaxis={"title": {"text": tr("to", lang)}, "side": "top"},

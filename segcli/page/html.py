@@ -143,8 +143,9 @@ def body_sections(r: ReportResults) -> list[str]:
         section("service", bi("sec_service"),
                 table(s["tier"].select("tier", "label", *SERVICE_FIELDS), r, "summary.tier", tier_cols=("tier",)),
                 table(s["vip_group"].select("vip_group", *SERVICE_FIELDS), r, "summary.vip_group")),
-        section("reasons", bi("sec_reasons"), table(s["reason"].select("reason", "customers", "customer_share",
-                                                                       "revenue", "revenue_share"), r, "summary.reason")),
+        section("reasons", bi("sec_reasons"),
+                table(s["reason"].select("reason", "customers", "customer_share", "revenue", "revenue_share"), r,
+                      "summary.reason")),
     ]
     return parts + migration_sections(r) + at_risk_section(r)
 
@@ -164,8 +165,8 @@ def migration_sections(r: ReportResults) -> list[str]:
                          + table(rows.select([c for c in cols if c in rows.columns]).head(LIST_ROWS), r, f"diff.{key}"))
     return [
         section("migration", bi("sec_migration"), f"<p>{bi('previous')}: {html.escape(m.previous)}</p>",
-                '<div class="pair">' + chart("chart-migration") + table(m.diff.matrix, r, "diff.matrix", tier_cols=tiers)
-                + "</div>"),
+                '<div class="pair">' + chart("chart-migration")
+                + table(m.diff.matrix, r, "diff.matrix", tier_cols=tiers) + "</div>"),
         section("flow", bi("sec_flow"), chart("chart-flow"),
                 table(m.flows, r, "report.flows", tier_cols=tiers)),
         section("changes", bi("sec_changes"), table(change_counts(m.diff), r, "diff.counts"), *lists),

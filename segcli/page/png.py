@@ -11,7 +11,7 @@ import polars as pl
 
 from segcli.page.results import ReportResults, matrix_cells
 from segcli.page.text import tier_name, tr
-from segcli.plot import CURVE, CurveMarks, draw_concentration, figure_bytes, pyplot
+from segcli.plot import CURVE, CurveMarks, chart_style, draw_concentration, figure_bytes, new_figure
 
 WIDTH, HEIGHT, DPI = 10, 6, 100  # every PNG is 1000 x 600 pixels
 PNG_SIZE = (WIDTH * DPI, HEIGHT * DPI)
@@ -80,14 +80,13 @@ CHARTS = {"concentration": _concentration, "tiers": _tiers, "rfm": _rfm, "migrat
 
 def png_charts(r: ReportResults, *, lang: str, font: Path) -> dict[str, bytes]:
     """Each chart name -> its PNG (``PNG_SIZE`` pixels), drawn with ``font`` for the Chinese."""
-    plt = pyplot(font)
     out = {}
-    for name, draw in CHARTS.items():
-        if name == "migration" and r.migration is None:
-            continue
-        fig, ax = plt.subplots(figsize=(WIDTH, HEIGHT), dpi=DPI)
-        draw(ax, r, lang)
-        fig.tight_layout()
-        out[name] = figure_bytes(fig, ".png")
-        plt.close(fig)
+    with chart_style(font):
+        for name, draw in CHARTS.items():
+            if name == "migration" and r.migration is None:
+                continue
+            fig, ax = new_figure(WIDTH, HEIGHT, DPI)
+            draw(ax, r, lang)
+            fig.tight_layout()
+            out[name] = figure_bytes(fig, ".png")
     return out

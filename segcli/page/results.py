@@ -16,11 +16,11 @@ import numpy as np
 import polars as pl
 
 from segcli.config import Config, segment_of
-from segcli.diff import TierDiff, change_lists, tier_flows, tier_diff
+from segcli.diff import TierDiff, change_lists, tier_diff, tier_flows
 from segcli.pareto import Concentration
-from segcli.pipeline import Segmentation
 from segcli.plot import curve_points
 from segcli.report import summarize
+from segcli.results import SegmentResult
 from segcli.tiers import YUXIN, ZHIXIN, vip_limit
 
 SUMMARY_BY = ("tier", "vip_group", "cluster", "rfm_segment", "reason")
@@ -60,28 +60,29 @@ class ReportResults:
     at_risk: pl.DataFrame | None  # VIPs with at_risk (schema v2), None when the column is absent
 
 
-def build_results(seg: Segmentation, cfg: Config, *, inputs: list[str], previous: pl.DataFrame | None = None,
-                  previous_name: str = "PREV") -> ReportResults:
-    """Gather a report from a segmentation run (and the previous run's assignments).
+def build_results(seg: SegmentResult, *, inputs: list[str], previous_name: str = "PREV") -> ReportResults:
+    """Gather a report from a segmentation run.
 
     Parameters
     ----------
     seg:
-        The result of :func:`segcli.pipeline.segment` on the inputs.
-    cfg:
-        The config the run used (head share, VIP limit, segment map, tier labels).
-    previous:
-        The previous assignments the run was given with ``--previous``, for the migrations.
+        The result of :func:`segcli.segment` on the inputs: the assignments, the config the
+        run used (head share, VIP limit, segment map, tier labels) and, when it had one, the
+        previous run's assignments, for the migrations.
+    inputs:
+        The inputs as the page names them.
+    previous_name:
+        How the page names the previous run.
     """
-    df = seg.customers
+    df, cfg, previous = seg.assignments, seg.config, seg.previous
     present = df.filter(pl.col("cum_share").is_not_null())  # rows written as 'departed' are not in the data
     migration = None
     if previous is not None:
         d = tier_diff(previous, df, prev_name=previous_name, curr_name="this run")
         migration = Migration(previous_name, d, change_lists(d), tier_flows(d))
     return ReportResults(
-        as_of=str(seg.meta["as_of"]), inputs=list(inputs), config_hash=str(seg.meta["config_hash"]),
-        version=str(seg.meta["version"]),
+        as_of=str(seg.record["as_of"]), inputs=list(inputs), config_hash=str(seg.record["config_hash"]),
+        version=str(seg.record["version"]),
         labels={t: cfg.tiers.labels.get(t, t) for t in (ZHIXIN, YUXIN)},
         head_share=cfg.pareto.head_share,
         vip_limit=vip_limit(cfg.tiers, seg.concentration.customers),
@@ -91,7 +92,7 @@ def build_results(seg: Segmentation, cfg: Config, *, inputs: list[str], previous
         vip_end=vip_end(present),
         rfm_grid=rfm_grid(present, cfg),
         bins=cfg.rfm.bins,
-        cut=candidates_cut(seg.meta, df),
+        cut=candidates_cut(seg.record, df),
         migration=migration,
         at_risk=at_risk_vips(df),
     )
@@ -147,13 +148,9 @@ def matrix_cells(matrix: pl.DataFrame) -> tuple[list[str], list[str], dict[tuple
     matrix, in reading order: 知心, 遇心, then new / departed."""
     froms = [t for t in (ZHIXIN, YUXIN, "(new)") if t in matrix["from_tier"].to_list()]
     tos = [t for t in (ZHIXIN, YUXIN, "(departed)") if t in matrix["to_tier"].to_list()]
-    cells = {(a, b): (n, rev) for a, b, n, rev in matrix.select("from_tier", "to_tier", "customers", "revenue").iter_rows()}
+    cells = {(a, b): (n, rev)
+             for a, b, n, rev in matrix.select("from_tier", "to_tier", "customers", "revenue").iter_rows()}
     return froms, tos, cells
-
-
-def pareto_need(c: Concentration, share: float) -> tuple[int, float]:
-    """(customers, share of customers) holding ``share`` of revenue, as ``pareto`` reports it."""
-    return c.head.get(share, (0, 0.0))
 
 
 @dataclass(frozen=True)
@@ -172,7 +169,7 @@ def headline(r: ReportResults) -> list[HeadlineFigure]:
     """Customers, revenue, head share, Gini, VIP count and revenue share, the limit and its cut:
     each as ``pareto --json`` or ``summary --json`` (tier) gives it."""
     c = r.concentration
-    need, need_share = pareto_need(c, r.head_share)
+    need, need_share = c.need(r.head_share)
     tiers = {row["tier"]: row for row in r.summaries["tier"].iter_rows(named=True)}
     vip = tiers.get(ZHIXIN, {"customers": 0, "customer_share": 0.0, "revenue_share": 0.0})
     cut, source = r.cut

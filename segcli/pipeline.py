@@ -24,7 +24,7 @@ import polars as pl
 
 from segcli import __version__, reading
 from segcli.clusters import ClusterModel, cluster_customers, preload
-from segcli.config import Config
+from segcli.config import Config, InputConfig
 from segcli.errors import InputDataError, RunWarning, SegcliError, UsageError, warning_records
 from segcli.io import (
     Source,
@@ -340,30 +340,16 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     # Dates or amounts the sampled plan left unparsed: does another configured format, or the
     # full clean-up of amounts, parse them? Then widen that file's plan and count again, so
     # that first-match-wins stays exact. Read only when such rows exist.
-    kept = ~pl.col("blank")
-    unparsed = groups.filter(kept).group_by("source").agg(pl.col("bad_1", "bad_2").sum())
-    checks = []
-    for i, plan in enumerate(plans):
-        counts_i = unparsed.filter(pl.col("source") == i)
-        bad_dates = counts_i.height and counts_i["bad_1"][0] and len(plan.formats) < len(inp.date_formats)
-        bad_amounts = counts_i.height and counts_i["bad_2"][0] and plan.plain_amounts
-        if bad_dates or bad_amounts:
-            checks.append((i, parsed.filter((pl.col("source") == i) & ~pl.col("blank")).select(
-                *date_hits(inp.date_formats, inp.timezone), amount_hits(inp.amount_scale))))
+    checks = [(i, parsed.filter((pl.col("source") == i) & ~pl.col("blank")).select(
+                   *date_hits(inp.date_formats, inp.timezone), amount_hits(inp.amount_scale)))
+              for i in plans_to_widen(groups, plans, inp)]
     if checks:
         try:
             found = dict(zip((i for i, _ in checks), pl.collect_all([q for _, q in checks])))
         except pl.exceptions.PolarsError as exc:
             raise _polars_error(exc, sources) from None
-        widened = []
-        for i, plan in enumerate(plans):
-            if i not in found:
-                widened.append(plan)
-                continue
-            hits = found[i].row(0, named=True)
-            formats = tuple(f for k, f in enumerate(inp.date_formats) if f in plan.formats or hits[f"date_hit_{k}"])
-            widened.append(dataclasses.replace(plan, formats=formats,
-                                               plain_amounts=plan.plain_amounts and not hits["amount_hit"]))
+        widened = [widen_plan(plan, found[i].row(0, named=True), inp) if i in found else plan
+                   for i, plan in enumerate(plans)]
         if widened != plans:
             plans = widened
             canon, parsed, groups, aggregated, extra = stats_pass(plans, totals if elsewhere else None)
@@ -454,6 +440,29 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
         check_strict(warnings, cfg, inputs)
     return Transactions(used.filter(analysed_rows(as_of, cfg)), as_of, inp.amount_scale, src_records, counts,
                         warnings, rejects, parts, aggregated)
+
+
+def plans_to_widen(groups: pl.DataFrame, plans: list[ParsePlan], inp: InputConfig) -> list[int]:
+    """The inputs whose sampled parse plan left dates or amounts unparsed that another
+    configured format, or the full clean-up of amounts, might parse (``groups``: the
+    :func:`check_query` counts). Only those are read again, for :func:`widen_plan`."""
+    unparsed = groups.filter(~pl.col("blank")).group_by("source").agg(pl.col("bad_1", "bad_2").sum())
+    out = []
+    for i, plan in enumerate(plans):
+        counts_i = unparsed.filter(pl.col("source") == i)
+        bad_dates = counts_i.height and counts_i["bad_1"][0] and len(plan.formats) < len(inp.date_formats)
+        bad_amounts = counts_i.height and counts_i["bad_2"][0] and plan.plain_amounts
+        if bad_dates or bad_amounts:
+            out.append(i)
+    return out
+
+
+def widen_plan(plan: ParsePlan, hits: dict[str, Any], inp: InputConfig) -> ParsePlan:
+    """``plan`` with every configured date format that parses some value (``date_hit_K``)
+    and the full amount clean-up when plain amounts missed some (``amount_hit``): so that
+    first-match-wins stays exact for every row, not only the sampled ones."""
+    formats = tuple(f for k, f in enumerate(inp.date_formats) if f in plan.formats or hits.get(f"date_hit_{k}"))
+    return dataclasses.replace(plan, formats=formats, plain_amounts=plan.plain_amounts and not hits.get("amount_hit"))
 
 
 def check_query(canon: pl.LazyFrame, *, distinct: bool) -> pl.LazyFrame:

@@ -24,7 +24,6 @@ the way the polars engine does).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import io
 import os
@@ -74,6 +73,8 @@ from segcli.pipeline import (
     check_tables,
     decide_run,
     estimate_rows,
+    plans_to_widen,
+    widen_plan,
 )
 
 if TYPE_CHECKING:
@@ -552,21 +553,10 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
 
     groups, features = checking_pass()
     # Dates or amounts the sampled plan left unparsed: widen the plan as the polars engine does
-    kept = ~pl.col("blank")
-    unparsed = groups.filter(kept).group_by("source").agg(pl.col("bad_1", "bad_2").sum())
-    widened = []
-    for i, plan in enumerate(plans):
-        counts_i = unparsed.filter(pl.col("source") == i)
-        bad_dates = counts_i.height and counts_i["bad_1"][0] and len(plan.formats) < len(inp.date_formats)
-        bad_amounts = counts_i.height and counts_i["bad_2"][0] and plan.plain_amounts
-        if not (bad_dates or bad_amounts):
-            widened.append(plan)
-            continue
+    widened = list(plans)
+    for i in plans_to_widen(groups, plans, inp):
         found = run.collect(run.parsed("hits", only=i))
-        hits = {c: bool(found[c].any()) for c in found.columns}
-        formats = tuple(f for k, f in enumerate(inp.date_formats) if f in plan.formats or hits.get(f"date_hit_{k}"))
-        widened.append(dataclasses.replace(plan, formats=formats,
-                                           plain_amounts=plan.plain_amounts and not hits.get("amount_hit")))
+        widened[i] = widen_plan(plans[i], {c: bool(found[c].any()) for c in found.columns}, inp)
     if widened != plans:
         run.plans = plans = widened
         groups, features = checking_pass()

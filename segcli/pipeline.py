@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import math
 import os
 import shutil
@@ -315,6 +316,7 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             if parts > 1:
                 spill, sink = spill_by_bucket(kept.select(*SPILLED), parts)
                 stats, _, *extra = pl.collect_all([query, sink, *extras])  # one scan feeds both
+                _check_spill(spill, sources)
                 return pl.scan_parquet(spill / "**" / "*.parquet", hive_partitioning=True), parsed, stats, None, extra
             if not fuse:
                 stats, *extra = pl.collect_all([query, *extras])
@@ -324,7 +326,8 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
             stats, agg, *extra = pl.collect_all([query, aggregate(kept), *extras])
             return canon, parsed, stats, agg, extra
         except pl.exceptions.PolarsError as exc:
-            if parts > 1 and disk_error(exc):
+            # a full TMPDIR does not always say so: a sink can fail on the damaged file it left
+            if parts > 1 and (disk_error(exc) or _scratch_full()):
                 raise _spill_error(exc, sources) from None
             raise _polars_error(exc, sources) from None
         except OSError as exc:
@@ -647,10 +650,45 @@ SPILLED = ("customer_id", "order_key", "ts", "amount_minor")
 def _spill_error(exc: Exception, sources: list[Source]) -> SegcliError:
     """The bucket spill did not fit in TMPDIR: exit 73 naming the folder and the room needed
     (about the input's size), the free space measured once the partial spill is gone."""
+    return _spill_failure(exc, sum(s.size for s in sources))
+
+
+def _scratch_full() -> bool:
+    """Less than 1 MiB left where the spill goes."""
+    try:
+        return shutil.disk_usage(scratch_dir()).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def _spill_failure(exc: Exception, need: int) -> SegcliError:
+    """:func:`_spill_error` for ``need`` bytes: a damaged spill read back on a full disk (a
+    sink can end without an error there) names the full disk, else the damage."""
+    if isinstance(exc, OSError):
+        reason = exc
+    elif disk_error(exc) or _scratch_full():  # measured before the clean-up
+        reason = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    else:
+        reason = OSError(f"the bucket spill could not be read back: {str(exc).splitlines()[0]}")
     for spill in scratch_dir().glob("buckets-*"):
         shutil.rmtree(spill, ignore_errors=True)
-    reason = exc if isinstance(exc, OSError) else OSError(str(exc).splitlines()[0].split("IO error: ")[-1])
-    return scratch_error(reason, scratch_dir().parent, sum(s.size for s in sources))
+    return scratch_error(reason, scratch_dir().parent, need)
+
+
+def _check_spill(spill: Path, sources: list[Source]) -> None:
+    """Every spill file whole: on a full disk a sink can end without an error and leave a
+    truncated file, which would surface later as a damaged input (exit 65). A file whose
+    footer cannot be read is the spill's failure: exit 73 naming TMPDIR."""
+    import pyarrow.parquet as pq
+
+    for part in spill.rglob("*.parquet"):
+        try:
+            pq.read_metadata(part)
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a damaged footer vary
+            full = shutil.disk_usage(spill).free < (1 << 20)
+            reason = (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full
+                      else OSError(f"the spill file {part.name} is incomplete ({str(exc).splitlines()[0]})"))
+            raise _spill_error(reason, sources) from None
 
 
 def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:
@@ -727,7 +765,11 @@ def features_by_part(tx: Transactions, parts: int | None = None,
     if tx.aggregated is not None and parts is None:
         return tx.aggregated
     if tx.parts > 1 and parts is None:
-        frames = [per_customer(tx.tx.filter(pl.col("bucket") == i)).collect() for i in range(tx.parts)]
+        try:
+            frames = [per_customer(tx.tx.filter(pl.col("bucket") == i)).collect() for i in range(tx.parts)]
+        except pl.exceptions.PolarsError as exc:
+            # segcli wrote the spill itself: a damaged one is a write the disk failed, not bad input
+            raise _spill_failure(exc, sum(int(s.get("bytes") or 0) for s in tx.sources)) from None
         return pl.concat(frames)
     if not parts or parts == 1:
         return per_customer(tx.tx).collect()

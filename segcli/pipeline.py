@@ -666,7 +666,9 @@ def _spill_failure(exc: Exception, need: int) -> SegcliError:
     sink can end without an error there) names the full disk, else the damage."""
     if isinstance(exc, OSError):
         reason = exc
-    elif disk_error(exc) or _scratch_full():  # measured before the clean-up
+    elif disk_error(exc):  # Polars' own words: "No space left on device (os error 28)", ...
+        reason = OSError(str(exc).splitlines()[0].split("IO error: ")[-1])
+    elif _scratch_full():  # measured before the clean-up
         reason = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     else:
         reason = OSError(f"the bucket spill could not be read back: {str(exc).splitlines()[0]}")

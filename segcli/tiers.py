@@ -18,7 +18,6 @@ from segcli.rules import COMPARISONS, parse_rule
 from segcli.schema import RULE_COLUMNS
 
 ZHIXIN, YUXIN = "zhixin", "yuxin"
-YUXIN_REASONS = ("departed", "no_purchase", "non_positive_revenue", "inactive", "below_head", "capacity_cut")
 ENTRY_REASONS = {"pareto": "pareto_head", "cluster": "selected_by_cluster", "rule": "selected_by_rule",
                  "threshold": "selected_by_threshold"}
 ZHIXIN_REASONS = (*ENTRY_REASONS.values(), "kept_by_hysteresis", "in_grace", "min_tenure")

@@ -80,6 +80,9 @@ def _finish(code: int) -> None:
     CPython inside a C++ destructor, and std::terminate aborted about one run in 15 with
     SIGABRT (exit 134) after an error had been reported with its own code.
     """
+    io_module = sys.modules.get("segcli.io")
+    if io_module is not None:
+        io_module.hold_if_terminating()  # SIGTERM's thread ends the process with 143
     try:
         sys.stdout.flush()
     except (OSError, ValueError) as exc:

@@ -34,7 +34,15 @@ from segcli.config import ROLES, Config, config_from_dict, default_config_text, 
 from segcli.engines import EngineSettings, engine_settings
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
 from segcli.explain import cut_points_table, render_explanations
-from segcli.io import check_output_path, read_assignments, read_record, write_table, write_text, write_workbook
+from segcli.io import (
+    check_output_path,
+    hold_if_terminating,
+    read_assignments,
+    read_record,
+    write_table,
+    write_text,
+    write_workbook,
+)
 from segcli.pipeline import MEMORY_LIMIT_ENV, parse_size
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.postgres import command_line_inputs, command_line_output, is_database, write_rejects_table
@@ -283,7 +291,11 @@ def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except BaseException:
+                hold_if_terminating()  # SIGTERM: the run ends with 143, its errors unreported
+                raise
         except SegcliError as exc:
             _err(f"segcli: error: {exc.message}")
             for line in exc.details:

@@ -23,6 +23,8 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +51,9 @@ _TEMP_DIR: tempfile.TemporaryDirectory[str] | None = None
 _DISPLAY_NAMES: dict[str, str] = {}
 OWNER_FILE = ".segcli-run"  # inside every scratch folder segcli makes: who made it (pid, start time)
 _LIVE_TEMPS: set[Path] = set()  # temporary outputs being written, removed on SIGTERM too
+# set once SIGTERM's clean-up has begun: the run's own errors (its spill folder vanished) are
+# then not reported, and the process ends with SIGTERM's status (see ``__main__``)
+TERMINATING = threading.Event()
 
 
 def scratch_dir() -> Path:
@@ -126,6 +131,13 @@ def _owner_gone(folder: Path) -> bool:
     return bool(start and now and now != start)
 
 
+def hold_if_terminating() -> None:
+    """Block for good once SIGTERM's clean-up has begun: the thread doing it ends the process
+    (exit 143); an error this thread met meanwhile is a consequence, not news."""
+    if TERMINATING.is_set():
+        threading.Event().wait()
+
+
 def remove_stale_scratch(root: Path) -> None:
     """Remove the scratch folders of segcli runs that were killed (and only those)."""
     for folder in root.glob("segcli-*"):
@@ -133,14 +145,25 @@ def remove_stale_scratch(root: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def remove_temporaries() -> None:
+def remove_temporaries(settle: float = 0.05, limit: float = 5.0) -> None:
     """Remove this run's temporary outputs and scratch folder now (on SIGTERM): what the
-    ``finally`` blocks and the exit handler do after Ctrl-C."""
+    ``finally`` blocks and the exit handler do after Ctrl-C.
+
+    Polars' threads keep running meanwhile, and a partitioned sink recreates the folders of a
+    partition it opens (``create_dir_all``) after they were removed: the folder is removed
+    again until it has stayed away for three checks ``settle`` seconds apart (at most
+    ``limit`` seconds in all)."""
+    TERMINATING.set()
     for tmp in list(_LIVE_TEMPS):
         with contextlib.suppress(OSError):
             tmp.unlink()
-    if _TEMP_DIR is not None:
+    if _TEMP_DIR is None:
+        return
+    deadline, quiet = time.monotonic() + limit, 0
+    while quiet < 3 and time.monotonic() < deadline:
         shutil.rmtree(_TEMP_DIR.name, ignore_errors=True)
+        quiet = 0 if os.path.lexists(_TEMP_DIR.name) else quiet + 1
+        time.sleep(settle)
 
 
 @dataclass(frozen=True)

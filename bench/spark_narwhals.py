@@ -24,7 +24,8 @@ import polars as pl
 from segcli.config import load_config
 from segcli.engines import EngineSettings
 from segcli.engines.spark import _Aggregate, aggregate_partition, session
-from segcli.pipeline import load_transactions, rfm_features
+from segcli.loading import load_transactions
+from segcli.pipeline import rfm_features
 
 KEYS = ("customer_id", "order_key", "ts", "amount_minor")
 

@@ -30,6 +30,7 @@ def main() -> None:
     started = time.perf_counter()
     import polars as pl
 
+    from segcli import loading as L
     from segcli import pipeline as P
     from segcli.clusters import preload
     from segcli.config import load_config
@@ -40,7 +41,7 @@ def main() -> None:
 
     imported = time.perf_counter() - started
     cfg = load_config(None)
-    limit = P.parse_size(args.memory_limit) if args.memory_limit else None
+    limit = L.parse_size(args.memory_limit) if args.memory_limit else None
     times: dict[str, list[float]] = {}
     peaks: dict[str, float] = {}
 
@@ -54,7 +55,7 @@ def main() -> None:
     for _ in range(args.repeat):
         preload()
         t = time.perf_counter()
-        tx = P.load_transactions([args.input], cfg, aggregate=P.rfm_features, memory_limit=limit)
+        tx = L.load_transactions([args.input], cfg, aggregate=P.rfm_features, memory_limit=limit)
         t = stage("reading + checking (+ aggregating)", t)
         df = P.customer_table(tx, cfg)
         t = stage("customer table (features, scores, Pareto)", t)

@@ -26,7 +26,7 @@ _EXPORTS = {
     "load_config": "segcli.api", "read_transactions": "segcli.api", "segment": "segcli.api", "rfm": "segcli.api",
     "pareto": "segcli.api", "lifetimes_summary": "segcli.api", "diff": "segcli.api", "validate": "segcli.api",
     "explain": "segcli.api", "ExplainResult": "segcli.explain",
-    "Inputs": "segcli.api", "Config": "segcli.config", "Transactions": "segcli.pipeline",
+    "Inputs": "segcli.api", "Config": "segcli.config", "Transactions": "segcli.loading",
     "SegmentResult": "segcli.results", "RfmResult": "segcli.results", "ParetoResult": "segcli.results",
     "LifetimesResult": "segcli.results", "DiffResult": "segcli.results", "ValidationResult": "segcli.results",
     "RunWarning": "segcli.errors", "SegcliError": "segcli.errors", "UsageError": "segcli.errors",
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
         UsageError,
     )
     from segcli.explain import ExplainResult
-    from segcli.pipeline import Transactions
+    from segcli.loading import Transactions
     from segcli.results import (
         DiffResult,
         LifetimesResult,

@@ -46,7 +46,8 @@ from segcli.explain import ExplainResult
 from segcli.explain import explain as _explain
 from segcli.io import name_input, read_assignments, scratch_dir
 from segcli.lifetimes import lifetimes_table
-from segcli.pipeline import Loader, Transactions, pareto_table, parse_size, rfm_table
+from segcli.loading import Loader, Transactions, parse_size
+from segcli.pipeline import pareto_table, rfm_table
 from segcli.pipeline import segment as _segment
 from segcli.previous import check_previous, check_run_order, run_as_of
 from segcli.results import (

@@ -43,7 +43,7 @@ from segcli.io import (
     write_text,
     write_workbook,
 )
-from segcli.pipeline import MEMORY_LIMIT_ENV, parse_size
+from segcli.loading import MEMORY_LIMIT_ENV, parse_size
 from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.postgres import command_line_inputs, command_line_output, is_database, write_rejects_table
 from segcli.report import render, render_concentration, render_diff, render_run, summarize

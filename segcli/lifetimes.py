@@ -11,7 +11,8 @@ import polars as pl
 
 from segcli.config import Config
 from segcli.errors import warning_records
-from segcli.pipeline import Loader, Transactions, created_timestamp, features_by_part, load_transactions, record_fields
+from segcli.loading import Loader, Transactions, load_transactions
+from segcli.pipeline import created_timestamp, features_by_part, record_fields
 from segcli.results import LifetimesResult
 from segcli.rfm import money
 

@@ -218,9 +218,9 @@ def test_identical_rows_are_dropped_only_with_dedupe(tmp_path: Path) -> None:
 
 def test_identical_rows_are_always_counted_by_validate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above REPEAT_COUNT_MAX_ROWS only validate (and dedupe) pay for the count."""
-    import segcli.pipeline
+    import segcli.loading
 
-    monkeypatch.setattr(segcli.pipeline, "REPEAT_COUNT_MAX_ROWS", 0)
+    monkeypatch.setattr(segcli.loading, "REPEAT_COUNT_MAX_ROWS", 0)
     f = tmp_path / "x.csv"
     f.write_text(H + "C1,2024-03-05,10,O1\nC1,2024-03-05,10,O1\n")
     result = run("validate", str(f), "--json")

@@ -57,7 +57,8 @@ def test_parallel_aggregation_does_not_change_a_bit(tmp_path: Path) -> None:
 def test_customer_buckets_give_the_same_table() -> None:
     """Large exports are aggregated in customer hash buckets; the table must not change."""
     from segcli.config import load_config
-    from segcli.pipeline import customer_table, load_transactions
+    from segcli.loading import load_transactions
+    from segcli.pipeline import customer_table
 
     cfg = load_config(None)
     tx = load_transactions([str(SAMPLE)], cfg)
@@ -71,7 +72,8 @@ def test_aggregating_in_the_checking_pass_gives_the_same_table(analysis: dict[st
     """segment/rfm aggregate in the same pass as the checks when the kept rows are known
     before reading; the table must be the one a separate pass over the kept rows gives."""
     from segcli.config import load_config
-    from segcli.pipeline import customer_table, load_transactions, rfm_features
+    from segcli.loading import load_transactions
+    from segcli.pipeline import customer_table, rfm_features
 
     cfg = load_config(None, analysis)
     fused = load_transactions([str(SAMPLE)], cfg, aggregate=rfm_features)
@@ -85,7 +87,8 @@ def test_aggregating_in_the_checking_pass_gives_the_same_table(analysis: dict[st
 def test_a_window_without_as_of_is_aggregated_after_the_checks() -> None:
     """The window then ends at the latest date, known only after the pass."""
     from segcli.config import load_config
-    from segcli.pipeline import load_transactions, rfm_features
+    from segcli.loading import load_transactions
+    from segcli.pipeline import rfm_features
 
     cfg = load_config(None, {"analysis.window_days": 200})
     assert load_transactions([str(SAMPLE)], cfg, aggregate=rfm_features).aggregated is None
@@ -94,14 +97,15 @@ def test_a_window_without_as_of_is_aggregated_after_the_checks() -> None:
 def test_spilled_buckets_give_the_same_table_and_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Above ROWS_PER_PART the parsed rows are spilled by customer bucket and every step
     reads the spill; results and error reports must be those of the one-pass path."""
+    import segcli.loading as loading
     import segcli.pipeline as pipeline
     from segcli.config import load_config
     from segcli.errors import InputDataError
 
     cfg = load_config(None)
-    whole = pipeline.customer_table(pipeline.load_transactions([str(SAMPLE)], cfg), cfg)
-    monkeypatch.setattr(pipeline, "ROWS_PER_PART", 5_000)
-    tx = pipeline.load_transactions([str(SAMPLE)], cfg)
+    whole = pipeline.customer_table(loading.load_transactions([str(SAMPLE)], cfg), cfg)
+    monkeypatch.setattr(loading, "ROWS_PER_PART", 5_000)
+    tx = loading.load_transactions([str(SAMPLE)], cfg)
     assert tx.parts > 1  # sized from the CSV bytes
     assert pipeline.customer_table(tx, cfg).equals(whole)
     bad = tmp_path / "bad.csv"
@@ -109,25 +113,26 @@ def test_spilled_buckets_give_the_same_table_and_errors(monkeypatch: pytest.Monk
     lines[1234] = lines[1234].replace(",CNY,", ",CNY,").replace(lines[1234].split(",")[2], "not-a-date")
     bad.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(InputDataError) as err:
-        pipeline.load_transactions([str(bad)], cfg)
+        loading.load_transactions([str(bad)], cfg)
     assert "line 1235: order_time='not-a-date'" in "\n".join(err.value.details)
 
 
 def test_memory_limit_sizes_the_buckets_and_keeps_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
     """memory_limit (bytes, --memory-limit) -> rows per bucket = limit / BYTES_PER_ROW."""
+    import segcli.loading as loading
     import segcli.pipeline as pipeline
     from segcli.config import load_config
 
     cfg = load_config(None)
-    whole = pipeline.customer_table(pipeline.load_transactions([str(SAMPLE)], cfg), cfg)
-    monkeypatch.setattr(pipeline, "MIN_ROWS_PER_PART", 1)
+    whole = pipeline.customer_table(loading.load_transactions([str(SAMPLE)], cfg), cfg)
+    monkeypatch.setattr(loading, "MIN_ROWS_PER_PART", 1)
     limit = 2 * 2**20  # 2 MiB / 200 B = 10,485 rows a bucket
-    assert pipeline.rows_per_part(limit) == 2 * 2**20 // pipeline.BYTES_PER_ROW
-    tx = pipeline.load_transactions([str(SAMPLE)], cfg, aggregate=pipeline.rfm_features, memory_limit=limit)
+    assert loading.rows_per_part(limit) == 2 * 2**20 // loading.BYTES_PER_ROW
+    tx = loading.load_transactions([str(SAMPLE)], cfg, aggregate=pipeline.rfm_features, memory_limit=limit)
     lines = SAMPLE.read_bytes().count(b"\n")
-    estimate = pipeline.estimate_rows(SAMPLE)  # from the first MiB of the 2.7 MB sample
+    estimate = loading.estimate_rows(SAMPLE)  # from the first MiB of the 2.7 MB sample
     assert abs(estimate - lines) < 0.02 * lines
-    assert tx.parts == -(-estimate // pipeline.rows_per_part(limit))
+    assert tx.parts == -(-estimate // loading.rows_per_part(limit))
     assert tx.parts > 1 and tx.aggregated is None
     assert pipeline.customer_table(tx, cfg).equals(whole)
 
@@ -138,20 +143,20 @@ def test_memory_limit_does_not_leak_into_later_calls(monkeypatch: pytest.MonkeyP
     left as it was. SEGCLI_MEMORY_LIMIT is only the CLI option's default."""
     from typer.testing import CliRunner
 
-    import segcli.pipeline as pipeline
+    import segcli.loading as loading
     from segcli.cli import app
     from segcli.config import load_config
 
-    monkeypatch.delenv(pipeline.MEMORY_LIMIT_ENV, raising=False)
-    monkeypatch.setattr(pipeline, "MIN_ROWS_PER_PART", 1)
+    monkeypatch.delenv(loading.MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.setattr(loading, "MIN_ROWS_PER_PART", 1)
     result = CliRunner().invoke(app, ["validate", str(SAMPLE), "--memory-limit", "2M", "-q"])
     assert result.exit_code == 0, result.stderr
-    assert pipeline.MEMORY_LIMIT_ENV not in os.environ
-    tx = pipeline.load_transactions([str(SAMPLE)], load_config(None))
+    assert loading.MEMORY_LIMIT_ENV not in os.environ
+    tx = loading.load_transactions([str(SAMPLE)], load_config(None))
     assert tx.parts == 1  # not the 2 MiB buckets of the earlier call
     # the environment variable still works as the option's default, read by the CLI
     parts: list[int] = []
-    real = pipeline.load_transactions
+    real = loading.load_transactions
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         out = real(*args, **kwargs)
@@ -159,7 +164,7 @@ def test_memory_limit_does_not_leak_into_later_calls(monkeypatch: pytest.MonkeyP
         return out
 
     monkeypatch.setattr("segcli.engines.load_transactions", spy)
-    monkeypatch.setenv(pipeline.MEMORY_LIMIT_ENV, "2M")
+    monkeypatch.setenv(loading.MEMORY_LIMIT_ENV, "2M")
     result = CliRunner().invoke(app, ["validate", str(SAMPLE), "-q"])
     assert result.exit_code == 0, result.stderr
     assert parts and parts[0] > 1
@@ -168,7 +173,7 @@ def test_memory_limit_does_not_leak_into_later_calls(monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize(("text", "size"), [("8G", 8 * 2**30), ("512m", 512 * 2**20), ("4GiB", 4 * 2**30),
                                             ("1.5G", int(1.5 * 2**30)), ("2000000", 2_000_000), ("64KB", 65536)])
 def test_sizes_parse(text: str, size: int) -> None:
-    from segcli.pipeline import parse_size
+    from segcli.loading import parse_size
 
     assert parse_size(text) == size
 

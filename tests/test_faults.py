@@ -262,7 +262,7 @@ def test_disk_filling_between_csv_and_its_meta_json_changes_nothing(tmp_path: Pa
 def test_disk_full_while_spilling_buckets_to_tmpdir_is_exit_73_naming_the_folder(
         tmp_path: Path, mounts: Callable[..., Path]) -> None:
     tmp = mounts("tmp", size="256k")
-    run = patched("import segcli.pipeline as p; p.ROWS_PER_PART = 5_000", "segment", str(SAMPLE),
+    run = patched("import segcli.loading as p; p.ROWS_PER_PART = 5_000", "segment", str(SAMPLE),
                   "-o", str(tmp_path / "out.parquet"), "-q", env={"TMPDIR": str(tmp)})
     assert run.returncode == 73, run.stderr
     first = one_error_line(run.stderr)

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from segcli import io
 from segcli.cli import app
 from segcli.config import load_config
+from segcli.loading import load_transactions
 from segcli.parse import ORDER_SEED
-from segcli.pipeline import load_transactions
 
 runner = CliRunner()
 

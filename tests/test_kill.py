@@ -196,7 +196,7 @@ def test_sigterm_mid_run_removes_temporary_files_and_keeps_the_previous_output(
     assert _segcli("segment", str(SAMPLE), "-o", str(out), "-q").wait(timeout=300) == 0
     before = out.read_bytes()
     # small buckets, so that the 600,000 rows are spilled; SIGTERM blocked before Polars starts
-    patch = ("import segcli.__main__ as m; m._install_sigterm(); import segcli.pipeline as p; "
+    patch = ("import segcli.__main__ as m; m._install_sigterm(); import segcli.loading as p; "
              "p.ROWS_PER_PART = 100_000; m.main()")
     proc = subprocess.Popen([sys.executable, "-c", patch, "segment", str(big_export), "-o", str(out), "-q"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(tmp)})

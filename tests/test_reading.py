@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from segcli.cli import app
 from segcli.config import load_config
-from segcli.pipeline import load_transactions
+from segcli.loading import load_transactions
 
 runner = CliRunner()
 HEADER = "customer_id,order_date,amount,order_id\n"

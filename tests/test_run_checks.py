@@ -18,7 +18,8 @@ from conftest import ROOT, write_csv
 from segcli.cli import app
 from segcli.config import load_config
 from segcli.errors import InputDataError, RunWarning
-from segcli.pipeline import load_transactions, rfm_table, segment
+from segcli.loading import load_transactions
+from segcli.pipeline import rfm_table, segment
 from segcli.previous import check_run_order
 
 runner = CliRunner()

@@ -1,9 +1,9 @@
 """Where the heavy step runs (SPEC §8): ``polars`` (default, embedded) or ``spark``
 (optional extra ``segcli[spark]``, :mod:`segcli.engines.spark`).
 
-An engine is a *loader*: a function with :func:`segcli.pipeline.load_transactions`'
+An engine is a *loader*: a function with :func:`segcli.loading.load_transactions`'
 signature that reads, checks and aggregates the inputs into a
-:class:`~segcli.pipeline.Transactions`. Everything after it (scores, Pareto, clusters,
+:class:`~segcli.loading.Transactions`. Everything after it (scores, Pareto, clusters,
 tiers, the record) runs on the per-customer table, the same on every engine.
 """
 
@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass
 
 from segcli.errors import UsageError
-from segcli.pipeline import Loader, load_transactions
+from segcli.loading import Loader, load_transactions
 
 ENGINES = ("polars", "spark")
 

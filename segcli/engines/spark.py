@@ -6,15 +6,15 @@ or §6 is written again here:
 1. Spark reads the inputs (CSV as text with a header, Parquet typed, tables by name).
 2. Stage 1, ``mapInArrow``: each Arrow batch -> :func:`segcli.parse.canonical`, with the
    parse plan (date formats, amount clean-up) chosen on the driver from a sample, exactly
-   as :func:`segcli.pipeline.load_transactions` chooses it.
+   as :func:`segcli.loading.load_transactions` chooses it.
 3. The canonical rows are shuffled by their (canonical) customer id, so that all rows of
    a customer, and all rows identical to each other, meet in one partition.
-4. Stage 2, ``mapInArrow`` per partition: :func:`segcli.pipeline.check_query` (the counts
+4. Stage 2, ``mapInArrow`` per partition: :func:`segcli.loading.check_query` (the counts
    the checks need) and the per-customer aggregation (``rfm_features`` or
    ``lifetimes_periods``), returned as Arrow IPC blobs.
 5. The driver adds up the counts (sums, mins and maxes of disjoint row sets), decides
    as-of date, warnings and errors with the pipeline's own functions
-   (:func:`~segcli.pipeline.check_tables`, :func:`~segcli.pipeline.decide_run`), and hands
+   (:func:`~segcli.loading.check_tables`, :func:`~segcli.loading.decide_run`), and hands
    the per-customer table to the rest of the pipeline, unchanged.
 
 Error examples name the file and the raw values; Spark cannot number the rows of a file,
@@ -44,37 +44,37 @@ import pyarrow as pa
 from segcli.config import Config, InputConfig
 from segcli.engines import EngineSettings
 from segcli.errors import ConfigError, InputDataError, InputMissingError, RunWarning, UsageError
-from segcli.io import EXCEL_SUFFIXES, PARQUET_SUFFIXES, Source, count_ragged, expand_inputs, open_source, ragged_lines
+from segcli.io import EXCEL_SUFFIXES, PARQUET_SUFFIXES, Source, expand_inputs, open_source
+from segcli.loading import (
+    Aggregate,
+    Transactions,
+    analysed_rows,
+    check_currencies,
+    check_not_empty,
+    check_query,
+    check_ragged,
+    check_strict,
+    check_tables,
+    decide_run,
+    estimate_rows,
+    invalid_rows,
+    marks_identical,
+    parse_plan,
+    plans_to_widen,
+    source_records,
+    widen_plan,
+)
 from segcli.parse import (
     PLAN_SAMPLE_ROWS,
     REPEAT_COUNT_MAX_ROWS,
-    RULES,
     ColumnMap,
     ParsePlan,
     _row_hash,
     amount_hits,
     canonical,
     date_hits,
-    formats_for,
     invalid_expr,
-    plain_amounts,
     resolve_columns,
-)
-from segcli.pipeline import (
-    EXAMPLES,
-    Aggregate,
-    Transactions,
-    _allowed_invalid,
-    _invalid_report,
-    _ragged_error,
-    analysed_rows,
-    check_query,
-    check_strict,
-    check_tables,
-    decide_run,
-    estimate_rows,
-    plans_to_widen,
-    widen_plan,
 )
 
 if TYPE_CHECKING:
@@ -439,6 +439,12 @@ class _Run:
     colmaps: list[ColumnMap]
     plans: list[ParsePlan]
     inp: InputConfig
+    mark: bool  # identical rows are marked: counted, or dropped by ``input.dedupe``
+
+    @property
+    def where(self) -> str:
+        """The inputs as messages about all of them name them."""
+        return ", ".join(s.name for s in self.sources)
 
     def parsed(self, emit: str = "rows", *, keyed: bool = False, only: int | None = None) -> DataFrame:
         """Stage 1 over every source (or source ``only``), as one Spark DataFrame."""
@@ -507,7 +513,7 @@ def _estimated_rows(src: SparkSource) -> int | None:
 def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSettings,
                       count_identical: bool | None = None, aggregate: Aggregate | None = None,
                       memory_limit: int | None = None, strict: bool = True) -> Transactions:
-    """:func:`segcli.pipeline.load_transactions` on Spark: the same checks, counts, warnings,
+    """:func:`segcli.loading.load_transactions` on Spark: the same checks, counts, warnings,
     errors and exit codes; with ``aggregate``, ``Transactions.aggregated`` holds the
     per-customer table (there is no row frame on the driver: ``tx`` is empty).
 
@@ -516,6 +522,28 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
     of the polars engine.
     """
     del memory_limit
+    inp = cfg.input
+    run = _open_run(inputs, cfg, settings, count_identical)
+    fuse = aggregate is not None and (cfg.analysis.as_of is not None or not cfg.analysis.window_days)
+    groups, features = _check_passes(run, cfg, aggregate if fuse else None)
+    src_stats, days, cur = check_tables(groups, dedupe=inp.dedupe)
+    rejects, warnings = _report_problems(run, src_stats, cur, cfg)
+    as_of, run_warnings, counts = decide_run(days, src_stats, cfg, where=run.where, counted=run.mark)
+    warnings += run_warnings
+    if aggregate is not None and not fuse:  # the window ends at the latest date, known only now
+        _, features = run.aggregate(_Aggregate(inp.dedupe, False, False, aggregate, analysed_rows(as_of, cfg)),
+                                    keyed=inp.dedupe)
+    records = source_records(run.sources, src_stats, run.colmaps)
+    if strict:
+        check_strict(warnings, cfg, inputs)
+    return Transactions(_empty_canonical(False).select("customer_id", "order_key", "ts", "amount_minor"), as_of,
+                        inp.amount_scale, records, counts, warnings, rejects, 1, features,
+                        engine=_engine_record(run.spark, settings))
+
+
+def _open_run(inputs: list[str], cfg: Config, settings: EngineSettings, count_identical: bool | None) -> _Run:
+    """Resolve and read the sources, map their columns and choose their parse plans on a
+    sample, as :func:`segcli.loading.plan_parse` does."""
     inp = cfg.input
     sources = resolve_sources(inputs, inp)  # a missing local input is exit 66 before Spark starts
     spark = session(settings)
@@ -530,92 +558,50 @@ def load_transactions(inputs: list[str], cfg: Config, *, settings: EngineSetting
         colmaps.append(resolve_columns(names, inp.columns.__dict__, src.name))
         schemas.append(sample.schema)
         samples.append(sample)
-
     estimates = [_estimated_rows(s) for s in sources]
     rows = sum(e for e in estimates if e is not None) if None not in estimates else REPEAT_COUNT_MAX_ROWS + 1
-    mark = inp.dedupe or bool(count_identical) or (count_identical is None and rows <= REPEAT_COUNT_MAX_ROWS)
-    plans = [ParsePlan(formats_for(s[c.date], inp.date_formats, inp.timezone) if sch[c.date] == pl.String
-                       else inp.date_formats,
-                       plain_amounts=sch[c.amount] == pl.String and plain_amounts(s[c.amount]),
-                       count_repeats=mark and not inp.dedupe, drop_repeats=False,
-                       blank_rows=src.kind == "csv")
+    mark = marks_identical(inp, count_identical, rows)
+    plans = [parse_plan(s.select(pl.col(c.date).alias("date"), pl.col(c.amount).alias("amount")), sch, c, inp,
+                        mark=mark, drop_repeats=False, blank_rows=src.kind == "csv")
              for s, sch, c, src in zip(samples, schemas, colmaps, sources)]
-    run = _Run(spark, sources, frames, schemas, colmaps, plans, inp)
-    fixed_as_of = cfg.analysis.as_of
-    fuse = aggregate is not None and (fixed_as_of is not None or not cfg.analysis.window_days)
+    return _Run(spark, sources, frames, schemas, colmaps, plans, inp, mark)
 
-    def checking_pass() -> tuple[pl.DataFrame, pl.DataFrame | None]:
-        agg = _Aggregate(inp.dedupe, mark and not inp.dedupe, True, aggregate if fuse else None,
-                         analysed_rows(fixed_as_of, cfg))
+
+def _check_passes(run: _Run, cfg: Config, aggregate: Aggregate | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Stages 1 and 2: (the check counts, the per-customer table when ``aggregate``), read
+    again with widened plans when the sampled ones left dates or amounts unparsed that
+    another configured format parses (:func:`segcli.loading.check_passes`)."""
+    inp = cfg.input
+    agg = _Aggregate(inp.dedupe, run.mark and not inp.dedupe, True, aggregate, analysed_rows(cfg.analysis.as_of, cfg))
+    groups, features = run.aggregate(agg, keyed=inp.dedupe)
+    assert groups is not None
+    widened = list(run.plans)
+    for i in plans_to_widen(groups, run.plans, inp):
+        found = run.collect(run.parsed("hits", only=i))
+        widened[i] = widen_plan(run.plans[i], {c: bool(found[c].any()) for c in found.columns}, inp)
+    if widened != run.plans:
+        run.plans = widened
         groups, features = run.aggregate(agg, keyed=inp.dedupe)
         assert groups is not None
-        return groups, features
+    return groups, features
 
-    groups, features = checking_pass()
-    # Dates or amounts the sampled plan left unparsed: widen the plan as the polars engine does
-    widened = list(plans)
-    for i in plans_to_widen(groups, plans, inp):
-        found = run.collect(run.parsed("hits", only=i))
-        widened[i] = widen_plan(plans[i], {c: bool(found[c].any()) for c in found.columns}, inp)
-    if widened != plans:
-        run.plans = plans = widened
-        groups, features = checking_pass()
 
-    src_stats, days, cur = check_tables(groups, dedupe=inp.dedupe)
-    total_rows = int(src_stats["rows"].sum())
-    invalid_rows = int(src_stats["invalid"].sum())
-    where = ", ".join(s.name for s in sources)
-
+def _report_problems(run: _Run, src_stats: pl.DataFrame, cur: pl.DataFrame, cfg: Config,
+                     ) -> tuple[pl.DataFrame | None, list[RunWarning]]:
+    """(the rejects, the warnings) of the check counts, or the error they show, in the order
+    of :func:`segcli.loading.report_problems`; bad rows are read by Spark, by file."""
+    sources = run.sources
     for row in src_stats.iter_rows(named=True):
-        src = sources[row["source"]]
-        if src.kind == "csv" and row["tail_null"]:
+        if sources[row["source"]].kind == "csv" and row["tail_null"]:
             _check_ragged(run, row["source"])
-
-    if total_rows == 0:
-        if len(sources) == 1 and sources[0].kind == "csv":
-            raise InputDataError(f"{sources[0].name}: the file has a header but no rows")
-        raise InputDataError(f"{where}: no rows")
-
-    rejects = None
-    warnings: list[RunWarning] = []
-    shown = [_shown(s) for s in sources]
-    if invalid_rows:
-        allowed = _allowed_invalid(cfg.analysis.max_invalid, total_rows)
-        bad_rows = run.parsed("invalid")
-        if invalid_rows > allowed:
-            bad = _with_line(run.collect(bad_rows.limit(EXAMPLES * len(RULES) * len(sources))), sources)
-            raise InputDataError(*_invalid_report(shown, colmaps, src_stats, bad, total_rows, invalid_rows))
-        rejects = _with_line(run.collect(bad_rows), sources).select(
-            "file", "line", pl.col("raw_customer_id").alias("customer_id"), pl.col("raw_date").alias("date"),
-            pl.col("raw_amount").alias("amount"))
-        warnings.append(RunWarning("invalid_rows", f"{invalid_rows} invalid row{'s' if invalid_rows > 1 else ''} "
-                                   f"skipped (within --max-invalid {cfg.analysis.max_invalid:g}); written to the "
-                                   "rejects file"))
-
-    lo, hi = cur.row(0)
-    if lo is not None and lo != hi:
-        listed = run.collect(run.parsed("currency").distinct().orderBy("currency").limit(10))
-        raise InputDataError(f"{where}: more than one currency in one run: {', '.join(listed['currency'])}",
-                             ["segment each currency separately (filter the export), or convert amounts first"])
-    if inp.currency and lo is not None and lo != inp.currency.upper():
-        raise InputDataError(f"currency {lo} found, but input.currency is {inp.currency}")
-
-    as_of, run_warnings, counts = decide_run(days, src_stats, cfg, where=where, counted=mark)
-    warnings += run_warnings
-    if aggregate is not None and not fuse:  # the window ends at the latest date, known only now
-        _, features = run.aggregate(_Aggregate(inp.dedupe, False, False, aggregate, analysed_rows(as_of, cfg)),
-                                    keyed=inp.dedupe)
-    src_records = [
-        {"path": s.name, "bytes": s.size, "format": "csv" if s.kind == "csv" else s.kind,
-         "encoding": s.encoding if s.kind == "csv" else None, "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),
-         "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
-        for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
-    ]
-    if strict:
-        check_strict(warnings, cfg, inputs)
-    return Transactions(_empty_canonical(False).select("customer_id", "order_key", "ts", "amount_minor"), as_of,
-                        inp.amount_scale, src_records, counts, warnings, rejects, 1, features,
-                        engine=_engine_record(spark, settings))
+    check_not_empty(int(src_stats["rows"].sum()), sources, header_file=len(sources) == 1 and sources[0].kind == "csv")
+    rejects, warnings = invalid_rows(
+        [_shown(s) for s in sources], run.colmaps, src_stats, cfg,
+        examples=lambda n: _with_line(run.collect(run.parsed("invalid").limit(n)), sources),
+        every=lambda: _with_line(run.collect(run.parsed("invalid")), sources))
+    check_currencies(cur, run.where, cfg.input, lambda: run.collect(
+        run.parsed("currency").distinct().orderBy("currency").limit(10))["currency"].to_list())
+    return rejects, warnings
 
 
 def _shown(src: SparkSource) -> Source:
@@ -638,10 +624,7 @@ def _check_ragged(run: _Run, i: int) -> None:
     elsewhere Spark's record text and file are shown."""
     src = run.sources[i]
     if src.local is not None:
-        width = len(run.schemas[i])
-        short, long = count_ragged(src.local, width)
-        if short + long:
-            raise _ragged_error(src.local, width, short + long, ragged_lines(src.local))
+        check_ragged(src.local, len(run.schemas[i]))
         return
     from pyspark.sql import functions as F
 

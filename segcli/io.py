@@ -468,7 +468,9 @@ def open_source(name: str, encoding: str = "auto", *, sheet: str = "", header_ro
     if is_database(name):
         from segcli.postgres import open_postgres
 
-        return open_postgres(name, config)
+        spool = open_postgres(name, scratch_dir(), config)
+        return Source(spool.name, spool.path, "postgres", spool.size, first_line=1, rows_filtered=spool.pushed.rows,
+                      rows_after_as_of=spool.pushed.after_as_of, rows_outside_window=spool.pushed.outside_window)
     if name == STDIN:
         path, display, suffix = _copy_stream(getattr(sys.stdin, "buffer", None), "<stdin>", ".csv"), "<stdin>", ".csv"
     else:

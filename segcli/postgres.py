@@ -411,9 +411,20 @@ def _spool(reader: Any, path: Path, name: str) -> tuple[int, int]:
     return rows, size
 
 
-def open_postgres(name: str, config: Any = None) -> Any:
-    """Read a table or query into a Parquet spool in the scratch folder: a :class:`Source`
-    of kind ``postgres``, rows numbered in the order the server sent them.
+@dataclass(frozen=True)
+class Spool:
+    """A table or query read into a Parquet file (:func:`open_postgres`)."""
+
+    name: str  # the source as shown: the masked URI and the table or query
+    path: Path
+    size: int  # bytes received from the server
+    pushed: Pushdown  # what the pushed-down date filter left on the server
+
+
+def open_postgres(name: str, folder: Path, config: Any = None) -> Spool:
+    """Read a table or query into a Parquet spool in ``folder`` (the run's scratch folder),
+    rows numbered in the order the server sent them; :func:`segcli.io.open_source` makes it
+    a source of kind ``postgres``.
 
     With an explicit as-of date (``config.analysis.as_of``) and a date column of a date or
     timestamp type, only the rows the analysis keeps are sent (plus those with a null date,
@@ -422,13 +433,11 @@ def open_postgres(name: str, config: Any = None) -> Any:
     Raises :class:`InputMissingError` (66) when the server cannot be reached, the login
     fails, or the table or query fails; :class:`ConfigError` (78) without the driver.
     """
-    from segcli.io import Source, scratch_dir
-
     loc = locate(name)
     if loc.table is None and loc.query is None:
         raise UsageError(f"{loc.shown}: name what to read with --table schema.table or --query \"SELECT ...\"")
     base = _select(loc)
-    path = scratch_dir() / f"postgres-{len(os.listdir(scratch_dir()))}.parquet"
+    path = folder / f"postgres-{len(os.listdir(folder))}.parquet"
     with connection(loc, InputMissingError) as conn, conn.cursor() as cur:
         try:
             # the newline ends a trailing -- comment of a --query
@@ -446,12 +455,10 @@ def open_postgres(name: str, config: Any = None) -> Any:
         except SegcliError:
             raise
         except OSError as exc:
-            raise SegcliError(f"cannot write temporary files to {scratch_dir()}: {exc.strerror or exc}") from None
+            raise SegcliError(f"cannot write temporary files to {folder}: {exc.strerror or exc}") from None
         except Exception as exc:  # noqa: BLE001
             raise _fail(InputMissingError, f"cannot read {loc.name}", exc, loc) from None
-    left = pushed or Pushdown("", 0, 0, 0)
-    return Source(loc.name, path, "postgres", size, first_line=1, rows_filtered=left.rows,
-                  rows_after_as_of=left.after_as_of, rows_outside_window=left.outside_window)
+    return Spool(loc.name, path, size, pushed or Pushdown("", 0, 0, 0))
 
 
 # --------------------------------------------------------------------------- writing

@@ -17,10 +17,11 @@ from conftest import ROOT
 PACKAGE = ROOT / "segcli"
 CLI = {"segcli.cli", "segcli.usage", "segcli.__main__"}  # the command line (Typer)
 API = {"segcli.api", "segcli"}  # the public API; the package re-exports it
-# module -> the segcli modules it may import. PostgreSQL is an I/O backend of io (postgresql:// inputs and
-# outputs): the two go together; postgres reads the date column's name with parse.resolve_columns.
+# module -> the segcli modules it may import. PostgreSQL is an I/O backend below io (postgresql:// inputs and
+# outputs): io hands it the scratch folder and makes its spool a Source; postgres reads the date column's
+# name with parse.resolve_columns.
 EDGE = {"segcli.io": {"segcli.errors", "segcli.postgres"},
-        "segcli.postgres": {"segcli.errors", "segcli.io", "segcli.parse"},
+        "segcli.postgres": {"segcli.errors", "segcli.parse"},
         "segcli.errors": set()}
 API_NAMES = {"load_config", "read_transactions", "segment", "rfm", "pareto", "lifetimes_summary", "diff", "validate",
              "explain"}
@@ -45,7 +46,9 @@ def imported(name: str) -> set[str]:
             found |= {a.name for a in node.names if a.name.split(".")[0] == "segcli"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "segcli":
             if node.module != "segcli":
-                found.add(node.module)
+                # ``from segcli.engines import spark`` imports the submodule
+                found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module
+                          for a in node.names}
                 continue
             for alias in node.names:
                 if alias.name in API_NAMES:
@@ -55,6 +58,55 @@ def imported(name: str) -> set[str]:
                 elif alias.name != "__version__":
                     found.add("segcli")
     return found
+
+
+def cycles() -> list[list[str]]:
+    """The import cycles among segcli's modules: each strongly connected set of two or more
+    modules (Tarjan), sorted."""
+    graph = {m: sorted(imported(m) & set(MODULES) - {m}) for m in MODULES}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
+def test_no_import_cycle() -> None:
+    """No module reaches itself through its imports, those made inside functions included:
+    the graph flows one way, edges (io, postgres, errors) at the bottom."""
+    assert cycles() == []
+
+
+def test_a_cycle_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check itself can fail: io importing loading (which imports io) is a cycle."""
+    real = imported
+    monkeypatch.setitem(globals(), "imported",
+                        lambda name: real(name) | ({"segcli.loading"} if name == "segcli.io" else set()))
+    assert any({"segcli.io", "segcli.loading"} <= set(group) for group in cycles())
+
+
+def test_from_a_package_import_a_submodule_is_that_submodule() -> None:
+    assert "segcli.engines.spark" in imported("segcli.engines")
+    assert "segcli.engines" not in imported("segcli.engines.spark")
 
 
 def test_the_layers_cover_every_module() -> None:

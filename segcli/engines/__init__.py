@@ -10,23 +10,12 @@ tiers, the record) runs on the per-customer table, the same on every engine.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
+from segcli.engines.settings import EngineSettings
 from segcli.errors import UsageError
 from segcli.loading import Loader, load_transactions
 
 ENGINES = ("polars", "spark")
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    """The engine and, for Spark, how to reach it (``--engine``, ``--spark-master``,
-    ``--spark-conf``, ``SPARK_REMOTE``)."""
-
-    name: str = "polars"
-    master: str | None = None  # None: local[*], or spark-submit's --master when run by it
-    conf: tuple[tuple[str, str], ...] = ()
-    remote: str | None = None  # a Spark Connect URL (sc://host:15002): wins over master
 
 
 def engine_settings(name: str, *, master: str | None = None, conf: list[str] | None = None,

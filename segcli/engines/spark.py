@@ -42,7 +42,7 @@ import polars as pl
 import pyarrow as pa
 
 from segcli.config import Config, InputConfig
-from segcli.engines import EngineSettings
+from segcli.engines.settings import EngineSettings
 from segcli.errors import ConfigError, InputDataError, InputMissingError, RunWarning, UsageError
 from segcli.io import EXCEL_SUFFIXES, PARQUET_SUFFIXES, Source, expand_inputs, open_source
 from segcli.loading import (

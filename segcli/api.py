@@ -8,7 +8,8 @@ and read like any Parquet input, so it gets the same checks; messages name it ``
 and its rows ``row N`` (1 = the first row). ``config`` is a :class:`~segcli.config.Config`
 (:func:`load_config`), a path to a TOML file, or ``None`` for the defaults.
 
-The functions never print, read the environment or exit: bad input raises a
+The functions never print or exit, and read the environment only for the documented default
+of ``created_at`` (``SOURCE_DATE_EPOCH``, :func:`record_time`): bad input raises a
 :class:`~segcli.errors.SegcliError` subclass carrying the CLI's exit code, and
 ``analysis.strict`` turns warnings into :class:`~segcli.errors.InputDataError` here as on the
 command line.
@@ -241,7 +242,8 @@ def _previous(previous: Assignments | None,
 def segment(inputs: Inputs, config: ConfigLike = None, *, previous: Assignments | None = None,
             previous_record: dict[str, Any] | None = None, force: bool = False,
             as_of: dt.date | str | None = None, memory_limit: int | str | None = None,
-            progress: Callable[[str], None] | None = None, engine: EngineSettings | str | None = None) -> SegmentResult:
+            progress: Callable[[str], None] | None = None, engine: EngineSettings | str | None = None,
+            created_at: dt.datetime | None = None) -> SegmentResult:
     """The main job (SPEC §3-§5): one assignment per customer, with tier, VIP group and
     service terms (``segcli segment``).
 
@@ -270,6 +272,9 @@ def segment(inputs: Inputs, config: ConfigLike = None, *, previous: Assignments 
         Where the heavy step runs: ``"polars"`` (default, embedded) or ``"spark"``, or
         :class:`segcli.engines.EngineSettings` naming a master, Spark settings or a Spark
         Connect URL (SPEC §8; needs ``segcli[spark]``).
+    created_at:
+        The time the run record says it was made; ``None``: ``SOURCE_DATE_EPOCH`` when set
+        (reproducible builds, :func:`record_time`), else the current time.
 
     Returns
     -------
@@ -284,10 +289,28 @@ def segment(inputs: Inputs, config: ConfigLike = None, *, previous: Assignments 
         ``force``), or warnings under ``analysis.strict``.
     """
     cfg = _configured(config, **_run_options(as_of))
+    created_at = created_at or record_time()
     prev_df, prev_meta = _previous(previous, previous_record)
     with _input_paths(inputs) as paths:
         return _segment(paths, cfg, previous=prev_df, previous_meta=prev_meta, force=force,
-                        progress=progress or _silent, memory_limit=_memory(memory_limit), load=_load(engine))
+                        progress=progress or _silent, memory_limit=_memory(memory_limit), load=_load(engine),
+                        created_at=created_at)
+
+
+def record_time(environ: Mapping[str, str] | None = None) -> dt.datetime | None:
+    """The time run records say they were made at: ``SOURCE_DATE_EPOCH`` (seconds since
+    1970, for reproducible builds: SPEC §5) when set in ``environ`` (default ``os.environ``),
+    else ``None`` (the current time). The default of every ``created_at`` here, and what
+    the CLI passes on.
+
+    Raises :class:`UsageError` (exit 2) when it is not an integer."""
+    epoch = (os.environ if environ is None else environ).get("SOURCE_DATE_EPOCH")
+    if not epoch:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(int(epoch), dt.UTC)
+    except ValueError:
+        raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
 
 
 def _silent(_stage: str) -> None:
@@ -296,7 +319,7 @@ def _silent(_stage: str) -> None:
 
 def rfm(inputs: Inputs, config: ConfigLike = None, *, as_of: dt.date | str | None = None,
         memory_limit: int | str | None = None, progress: Callable[[str], None] | None = None,
-        engine: EngineSettings | str | None = None) -> RfmResult:
+        engine: EngineSettings | str | None = None, created_at: dt.datetime | None = None) -> RfmResult:
     """Per-customer RFM features, scores, named segment, cluster and Pareto columns; no
     tiers (``segcli rfm``). Options as in :func:`segment`.
 
@@ -306,9 +329,10 @@ def rfm(inputs: Inputs, config: ConfigLike = None, *, as_of: dt.date | str | Non
         ``table``, ``record``, ``warnings``, ``rejects``; ``summary(by=...)`` and ``document()``.
     """
     cfg = _configured(config, **_run_options(as_of))
+    created_at = created_at or record_time()
     with _input_paths(inputs) as paths:
         return rfm_table(paths, cfg, progress=progress or _silent, memory_limit=_memory(memory_limit),
-                         load=_load(engine))
+                         load=_load(engine), created_at=created_at)
 
 
 def pareto(inputs: Inputs, config: ConfigLike = None, *, as_of: dt.date | str | None = None,
@@ -329,7 +353,8 @@ def pareto(inputs: Inputs, config: ConfigLike = None, *, as_of: dt.date | str | 
 
 def lifetimes_summary(inputs: Inputs, config: ConfigLike = None, *, freq: str = "D",
                       as_of: dt.date | str | None = None, memory_limit: int | str | None = None,
-                      engine: EngineSettings | str | None = None) -> LifetimesResult:
+                      engine: EngineSettings | str | None = None,
+                      created_at: dt.datetime | None = None) -> LifetimesResult:
     """The summary the CLV libraries fit on (lifetimes, pymc-marketing): ``frequency``,
     ``recency``, ``T``, ``monetary_value`` per customer with a purchase (``segcli rfm --style
     lifetimes``). Options as in :func:`segment`.
@@ -347,8 +372,10 @@ def lifetimes_summary(inputs: Inputs, config: ConfigLike = None, *, freq: str = 
     if freq not in FREQS:
         raise UsageError(f"freq must be one of {', '.join(FREQS)}, not {freq!r}")
     cfg = _configured(config, **_run_options(as_of))
+    created_at = created_at or record_time()
     with _input_paths(inputs) as paths:
-        return lifetimes_table(paths, cfg, freq=freq, memory_limit=_memory(memory_limit), load=_load(engine))
+        return lifetimes_table(paths, cfg, freq=freq, memory_limit=_memory(memory_limit), load=_load(engine),
+                               created_at=created_at)
 
 
 def _assignments(run: Assignments, name: str) -> tuple[pl.DataFrame, dict[str, Any], str]:

@@ -811,7 +811,8 @@ def export_cmd(
 
     cfg = _config(config)
     output = _database_output(output, mode) or output
-    created = created_timestamp() if os.environ.get("SOURCE_DATE_EPOCH") else None
+    when = api.record_time()  # SOURCE_DATE_EPOCH: no clock time in the manifest otherwise
+    created = created_timestamp(when) if when is not None else None
     result = export_assignments(assignments, profile=profile, out_dir=output, config=cfg, changes_from=changes_from,
                                 force=force, created_at=created, mode=mode.value)
     fmt = _table_format(fmt, as_json)

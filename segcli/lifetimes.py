@@ -83,15 +83,16 @@ def lifetimes_finish(periods: pl.LazyFrame, *, as_of: dt.date, freq: str, scale:
     )
 
 
-def lifetimes_record(cfg: Config, tx: Transactions, freq: str) -> dict[str, Any]:
+def lifetimes_record(cfg: Config, tx: Transactions, freq: str, created_at: dt.datetime | None = None,
+                     ) -> dict[str, Any]:
     """The run record of a lifetimes file: the fields every segcli output records (so that
     ``config show --from`` and ``summary --record`` read it), plus the style and period."""
     return {"schema_version": SCHEMA_VERSION, **record_fields(cfg, tx), "style": "lifetimes", "freq": freq,
-            "warnings": warning_records(tx.warnings), "created_at": created_timestamp()}
+            "warnings": warning_records(tx.warnings), "created_at": created_timestamp(created_at)}
 
 
 def lifetimes_table(inputs: list[str], cfg: Config, *, freq: str = "D", memory_limit: int | None = None,
-                    load: Loader | None = None) -> LifetimesResult:
+                    load: Loader | None = None, created_at: dt.datetime | None = None) -> LifetimesResult:
     """``segcli rfm --style lifetimes``: the summary of every customer with a purchase.
 
     A period counts when it holds a purchase (an order dated in it, SPEC §3); its value is
@@ -103,10 +104,11 @@ def lifetimes_table(inputs: list[str], cfg: Config, *, freq: str = "D", memory_l
 
     The periods are counted in the pass that checks the rows when it can (no as-of date is
     needed for them, :func:`lifetimes_periods`), then finished with it (:func:`lifetimes_finish`).
+    ``created_at``: the time the record says it was made (``None``: now).
 
     Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
     periods = functools.partial(lifetimes_periods, freq=freq)
     tx = (load or load_transactions)(inputs, cfg, aggregate=periods, memory_limit=memory_limit)  # strict there
     table = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq,
                              scale=tx.scale).collect()
-    return LifetimesResult(table, lifetimes_record(cfg, tx, freq), tx.warnings, tx.rejects, freq)
+    return LifetimesResult(table, lifetimes_record(cfg, tx, freq, created_at), tx.warnings, tx.rejects, freq)

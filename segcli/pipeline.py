@@ -9,7 +9,6 @@ the record of the run.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +18,7 @@ import polars as pl
 from segcli import __version__
 from segcli.clusters import ClusterModel, cluster_customers, preload
 from segcli.config import Config
-from segcli.errors import InputDataError, RunWarning, UsageError, warning_records
+from segcli.errors import InputDataError, RunWarning, warning_records
 from segcli.loading import (
     Aggregate,
     Loader,
@@ -125,7 +124,7 @@ Progress = Callable[[str], None]
 def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = None,
             previous_meta: dict[str, Any] | None = None, force: bool = False,
             progress: Progress = _quiet, memory_limit: int | None = None,
-            load: Loader | None = None) -> SegmentResult:
+            load: Loader | None = None, created_at: dt.datetime | None = None) -> SegmentResult:
     """The main job (SPEC §3-§5): transactions in, one assignment per customer out.
 
     Parameters
@@ -146,6 +145,8 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     load:
         Reads, checks and aggregates the inputs: :func:`load_transactions` (the default),
         or an engine's loader (:func:`segcli.engines.loader`).
+    created_at:
+        The record's ``created_at`` (:func:`created_timestamp`); ``None``: now.
 
     Raises
     ------
@@ -178,7 +179,7 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
     out, group_info, decision = assign(df, cfg, scale=tx.scale, as_of=tx.as_of, has_previous=previous is not None,
                                        departed=departed)
     meta = run_record(cfg, tx, model, group_info, out, previous_meta=previous_meta if previous is not None else None,
-                      warnings=warnings, decision=decision)
+                      warnings=warnings, decision=decision, created_at=created_at)
     check_strict(warnings, cfg, inputs)
     return SegmentResult(out.drop("monetary_minor"), meta, warnings, tx.rejects, conc, cfg, previous)
 
@@ -228,9 +229,11 @@ def record_fields(cfg: Config, tx: Transactions) -> dict[str, Any]:
 
 def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: dict[str, Any],
                out: pl.DataFrame, *, previous_meta: dict[str, Any] | None = None,
-               warnings: list[RunWarning] | None = None, decision: dict[str, Any] | None = None) -> dict[str, Any]:
+               warnings: list[RunWarning] | None = None, decision: dict[str, Any] | None = None,
+               created_at: dt.datetime | None = None) -> dict[str, Any]:
     """The run's record, embedded in Parquet metadata or written as ``OUT.meta.json``;
-    ``decision`` is :func:`segcli.tiers.tier_decision` of a segment run.
+    ``decision`` is :func:`segcli.tiers.tier_decision` of a segment run; ``created_at``
+    the time it says it was made (``None``: now).
 
     A tier's revenue is summed from ``monetary_minor`` when ``out`` has it: exact, then
     rounded once (from the float column, large sums would carry its rounding)."""
@@ -255,24 +258,21 @@ def run_record(cfg: Config, tx: Transactions, model: ClusterModel, group_info: d
                       "departed": out.filter(pl.col("reason") == "departed")["customer_id"].to_list()}
                      if previous_meta is not None else None),
         "warnings": warning_records(tx.warnings if warnings is None else warnings),
-        "created_at": created_timestamp(),
+        "created_at": created_timestamp(created_at),
     }
 
 
 def created_timestamp(now: dt.datetime | None = None) -> str:
-    """``SOURCE_DATE_EPOCH`` when set (reproducible builds), else the current UTC time."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch:
-        try:
-            return dt.datetime.fromtimestamp(int(epoch), dt.UTC).isoformat()
-        except ValueError:
-            raise UsageError(f"SOURCE_DATE_EPOCH={epoch!r} is not an integer") from None
+    """A record's ``created_at``: ``now`` (the caller's clock: :func:`segcli.api.record_time`
+    reads ``SOURCE_DATE_EPOCH`` for reproducible builds), else the current UTC time."""
     return (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")
 
 
 def rfm_table(inputs: list[str], cfg: Config, *, progress: Progress = _quiet,
-              memory_limit: int | None = None, load: Loader | None = None) -> RfmResult:
-    """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers.
+              memory_limit: int | None = None, load: Loader | None = None,
+              created_at: dt.datetime | None = None) -> RfmResult:
+    """``segcli rfm``: features, scores, segment, cluster and Pareto columns; no tiers
+    (``created_at``: as in :func:`segment`).
 
     Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
     preload()
@@ -283,7 +283,7 @@ def rfm_table(inputs: list[str], cfg: Config, *, progress: Progress = _quiet,
     progress(f"clustering {table.height:,} customers")
     df, model = add_clusters(table, cfg)
     out = df.lazy().pipe(output_money, tx.scale, cfg.money).select(RFM_COLUMNS).collect()
-    meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")))
+    meta = run_record(cfg, tx, model, {}, out.with_columns(tier=pl.lit("all")), created_at=created_at)
     meta.pop("tiers", None)
     meta["schema_version"] = RFM_SCHEMA_VERSION
     return RfmResult(out, meta, tx.warnings, tx.rejects)

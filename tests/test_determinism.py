@@ -182,3 +182,38 @@ def test_a_bad_memory_limit_is_a_usage_error() -> None:
     result = _segcli("validate", str(SAMPLE), "--memory-limit", "lots", threads=1)
     assert result.returncode == 2  # SPEC: usage error
     assert "--memory-limit 'lots'" in result.stderr
+
+
+def test_source_date_epoch_is_read_by_the_api_and_the_cli_not_the_core(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SOURCE_DATE_EPOCH dates the run record (reproducible files): the CLI and the API's
+    default read it; the core takes the time as a parameter and never reads it."""
+    from typer.testing import CliRunner
+
+    import segcli
+    from segcli.api import record_time
+    from segcli.cli import app
+    from segcli.config import load_config
+    from segcli.errors import UsageError
+    from segcli.pipeline import rfm_table
+
+    small = tmp_path / "x.csv"
+    small.write_text("customer_id,order_date,amount\nC1,2024-03-05,10\nC2,2024-03-04,5\n", encoding="utf-8")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    epoch = dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
+    assert record_time() == epoch == dt.datetime.fromtimestamp(1700000000, dt.UTC)
+    assert record_time({}) is None and record_time({"SOURCE_DATE_EPOCH": ""}) is None
+    assert segcli.rfm(small).record["created_at"] == "2023-11-14T22:13:20+00:00"
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["rfm", str(small), "-o", str(out), "-q"])
+    assert result.exit_code == 0, result.stderr
+    assert '"created_at": "2023-11-14T22:13:20+00:00"' in (tmp_path / "out.csv.meta.json").read_text()
+    # the core: the time given, else now (the environment variable is ignored)
+    given = dt.datetime(2020, 2, 29, 12, 0, 1, tzinfo=dt.UTC)
+    assert rfm_table([str(small)], load_config(None), created_at=given).record["created_at"] == given.isoformat()
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    now = dt.datetime.fromisoformat(rfm_table([str(small)], load_config(None)).record["created_at"])
+    assert before <= now <= dt.datetime.now(dt.UTC)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "soon")
+    with pytest.raises(UsageError, match="SOURCE_DATE_EPOCH='soon' is not an integer"):
+        segcli.rfm(small)

@@ -359,7 +359,8 @@ def _transcode(src: Path, encoding: str, display: str, *, cr_lines: bool = False
                 # the exception counts from the bytes held back from the previous chunk
                 data = pending + chunk
                 raise InputDataError(
-                    f"{display}: bytes that are not valid {encoding} at byte offset {offset - len(pending) + exc.start}",
+                    f"{display}: bytes that are not valid {encoding} at byte offset "
+                    f"{offset - len(pending) + exc.start}",
                     [f"bytes there: {data[exc.start:exc.start + 8]!r}",
                      "save the file as UTF-8, or name its encoding with --encoding"]) from None
             if cr_lines:
@@ -431,11 +432,13 @@ def check_utf8(src: Source) -> InputDataError | None:
             except UnicodeDecodeError as exc:
                 if not chunk:
                     return InputDataError(
-                        f"{src.name}: the file ends inside a multi-byte character (byte offset {offset - len(pending)})",
+                        f"{src.name}: the file ends inside a multi-byte character "
+                        f"(byte offset {offset - len(pending)})",
                         ["the file looks cut short: export it again"])
                 # the exception counts from the bytes held back from the previous chunk
                 data = pending + chunk
-                return _utf8_error(src.name, offset - len(pending) + exc.start, data[max(exc.start - 8, 0):exc.start + 8])
+                return _utf8_error(src.name, offset - len(pending) + exc.start,
+                                   data[max(exc.start - 8, 0):exc.start + 8])
             if not chunk:
                 return None
             offset += len(chunk)
@@ -824,7 +827,8 @@ def check_output_path(out: str, inputs: list[str]) -> None:
     except (InputMissingError, UsageError):
         files = []  # reported when the inputs are read
     if any(Path(f).resolve() == target for f in files):
-        raise UsageError(f"output {out} is one of the inputs (through a folder or glob): refusing to overwrite an input")
+        raise UsageError(f"output {out} is one of the inputs (through a folder or glob): "
+                         "refusing to overwrite an input")
     if not target.parent.is_dir():
         raise OutputError(f"cannot write {out}: folder {target.parent} does not exist")
     if target.is_dir():
@@ -951,7 +955,8 @@ def output_kind(out: str) -> str:
     suffix = Path(out).suffix.lower()
     kinds = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
     if suffix not in kinds:
-        raise UsageError(f"cannot tell the output format of {out}: use .parquet, .csv or .jsonl (or - for CSV on stdout)")
+        raise UsageError(f"cannot tell the output format of {out}: use .parquet, .csv or .jsonl "
+                         "(or - for CSV on stdout)")
     return kinds[suffix]
 
 

@@ -74,43 +74,8 @@ BYTES_PER_ROW = 200
 MIN_ROWS_PER_PART = 1_000_000
 MEMORY_LIMIT_ENV = "SEGCLI_MEMORY_LIMIT"  # read by the CLI only, as --memory-limit's default
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-
-
-def parse_size(text: str) -> int:
-    """``8G``, ``512M``, ``4GiB``, ``1.5g``, ``2000000000`` -> bytes (powers of 1024)."""
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
-    number = t[:-1] if unit else t
-    try:
-        value = float(number)
-    except ValueError:
-        raise UsageError(f"--memory-limit {text!r}: not a size (examples: 8G, 512M, 4GiB)") from None
-    if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"--memory-limit {text!r}: must be a positive size")
-    return int(value * _UNITS[unit])
-
-
 ROW_ESTIMATE_SLACK = 1.1
 ESTIMATE_SAMPLE_BYTES = 2**20
-
-
-def estimate_rows(path: Path) -> int:
-    """Rows of a text file from the line breaks in its first MiB (exact for a small file)."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(ESTIMATE_SAMPLE_BYTES)
-    lines = head.count(b"\n")
-    if len(head) >= size:
-        return lines
-    return math.ceil(size * max(lines, 1) / len(head))
-
-
-def rows_per_part(memory_limit: int | None = None) -> int:
-    """Rows aggregated in one pass: ``ROWS_PER_PART``, or sized from ``memory_limit`` (bytes,
-    ``--memory-limit``): a smaller budget means more, smaller customer buckets."""
-    if not memory_limit:
-        return ROWS_PER_PART
-    return max(MIN_ROWS_PER_PART, memory_limit // BYTES_PER_ROW)
 
 
 @dataclass
@@ -127,53 +92,6 @@ class Transactions:
     parts: int = 1  # > 1: ``tx`` reads a spill split into this many customer buckets (``bucket``)
     aggregated: pl.DataFrame | None = None  # ``aggregate(tx)``, when it ran in the checking pass
     engine: dict[str, Any] = field(default_factory=lambda: {"name": "polars"})  # where the heavy step ran
-
-
-def polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
-    """Turn a Polars read failure into a message naming the file and what is wrong there."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    csvs = [s for s in sources if s.kind == "csv"]
-    if "utf-8" in text.lower() or "utf8" in text.lower():
-        for s in csvs:
-            error = check_utf8(s)
-            if error is not None:
-                return error
-        return InputDataError(f"{', '.join(s.name for s in sources)}: bytes that are not valid UTF-8",
-                              ["if the file is GBK/GB18030, pass --encoding gb18030"])
-    if "more fields" in text or "ragged" in text.lower():
-        for s in csvs:
-            width = header_width(s)
-            short, long = count_ragged(s, width)
-            examples = ragged_lines(s)
-            if short + long or examples:
-                return ragged_error(s, width, short + long or len(examples), examples)
-        return InputDataError(f"{', '.join(s.name for s in sources)}: ragged rows: a row has more fields than the "
-                              "header", ["fix the row, or quote the field that holds the extra separator"])
-    if "could not parse" in text or "malformed" in text.lower():
-        for s in csvs:
-            problem = quote_problem(s)
-            if problem is not None:
-                return InputDataError(f"{s.name}: misplaced quotes: {problem.split(': ', 1)[1].split(':')[0]}",
-                                      [problem, 'a field with a separator, quote or line break must be quoted whole, '
-                                                'inner quotes doubled: "12"" screen, black"'])
-    return InputDataError(f"{', '.join(s.name for s in sources)}: cannot parse: {text}")
-
-
-def ragged_error(src: Source, width: int, count: int, examples: list[str]) -> InputDataError:
-    fix = ("columns aligned with spaces: an empty value, or a value holding a space, shifts the columns; export the "
-           "data with a separator (CSV)" if src.layout == "whitespace" else
-           "fix the rows, or quote the fields that hold the separator "
-           f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break")
-    return InputDataError(
-        f"{src.name}: ragged rows: {count} row{'s have' if count > 1 else ' has'} another number of fields than "
-        f"the header ({width})", [*examples, fix])
-
-
-def allowed_invalid(max_invalid: float, rows: int) -> int:
-    """``max_invalid`` is a row count, or a share of the rows when below 1."""
-    if 0 < max_invalid < 1:
-        return math.floor(max_invalid * rows)
-    return int(max_invalid)
 
 
 Aggregate = Callable[[pl.LazyFrame], pl.LazyFrame]
@@ -231,6 +149,9 @@ def load_transactions(inputs: list[str], cfg: Config, *, count_identical: bool |
     used = checked.rows.filter(used_rows(inp.dedupe)) if plan.parts == 1 else checked.rows  # a spill: used rows
     return Transactions(used.filter(analysed_rows(as_of, cfg)), as_of, inp.amount_scale, records, counts,
                         warnings, rejects, plan.parts, checked.aggregated)
+
+
+# -------------------------------------------------------- opening the inputs and planning the parse
 
 
 @dataclass(frozen=True)
@@ -293,23 +214,6 @@ class PassPlan:
     fuse: bool  # the aggregation runs in the checking pass
 
 
-def marks_identical(inp: InputConfig, count_identical: bool | None, rows: int) -> bool:
-    """Whether identical rows are marked: always with dedupe, else ``count_identical``, or
-    (``None``) when the inputs hold at most ``REPEAT_COUNT_MAX_ROWS`` rows."""
-    return inp.dedupe or bool(count_identical) or (count_identical is None and rows <= REPEAT_COUNT_MAX_ROWS)
-
-
-def parse_plan(sample: pl.DataFrame, schema: pl.Schema, cols: ColumnMap, inp: InputConfig, *, mark: bool,
-               drop_repeats: bool, blank_rows: bool) -> ParsePlan:
-    """One input's parse plan from its first rows (``sample``: columns ``date`` and ``amount``):
-    the configured date formats that parse them, plain amounts when they need no clean-up.
-    The checking pass checks it on every row (:func:`plans_to_widen`)."""
-    return ParsePlan(formats_for(sample["date"], inp.date_formats, inp.timezone) if schema[cols.date] == pl.String
-                     else inp.date_formats,
-                     plain_amounts=schema[cols.amount] == pl.String and plain_amounts(sample["amount"]),
-                     count_repeats=mark and not inp.dedupe, drop_repeats=drop_repeats, blank_rows=blank_rows)
-
-
 def plan_parse(opened: OpenInputs, cfg: Config, *, count_identical: bool | None, memory_limit: int | None,
                fusable: bool) -> PassPlan:
     """A sample decides each input's cheap parse plan; the row count decides whether identical
@@ -340,11 +244,57 @@ def plan_parse(opened: OpenInputs, cfg: Config, *, count_identical: bool | None,
     return PassPlan(plans, rows, mark, parts, across=mark and len(opened.sources) > 1, fuse=fuse)
 
 
-def used_rows(dedupe: bool, total: pl.Expr | None = None) -> pl.Expr:
-    """Rows that are rows: blank lines and trailing total rows (``total``, default the
-    ``total`` column) are not; identical rows are, unless dedupe drops them."""
-    total = pl.col("total") if total is None else total
-    return ~pl.col("blank") & ~total & ~(pl.col("repeat") & pl.lit(dedupe))
+def marks_identical(inp: InputConfig, count_identical: bool | None, rows: int) -> bool:
+    """Whether identical rows are marked: always with dedupe, else ``count_identical``, or
+    (``None``) when the inputs hold at most ``REPEAT_COUNT_MAX_ROWS`` rows."""
+    return inp.dedupe or bool(count_identical) or (count_identical is None and rows <= REPEAT_COUNT_MAX_ROWS)
+
+
+def parse_plan(sample: pl.DataFrame, schema: pl.Schema, cols: ColumnMap, inp: InputConfig, *, mark: bool,
+               drop_repeats: bool, blank_rows: bool) -> ParsePlan:
+    """One input's parse plan from its first rows (``sample``: columns ``date`` and ``amount``):
+    the configured date formats that parse them, plain amounts when they need no clean-up.
+    The checking pass checks it on every row (:func:`plans_to_widen`)."""
+    return ParsePlan(formats_for(sample["date"], inp.date_formats, inp.timezone) if schema[cols.date] == pl.String
+                     else inp.date_formats,
+                     plain_amounts=schema[cols.amount] == pl.String and plain_amounts(sample["amount"]),
+                     count_repeats=mark and not inp.dedupe, drop_repeats=drop_repeats, blank_rows=blank_rows)
+
+
+def estimate_rows(path: Path) -> int:
+    """Rows of a text file from the line breaks in its first MiB (exact for a small file)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(ESTIMATE_SAMPLE_BYTES)
+    lines = head.count(b"\n")
+    if len(head) >= size:
+        return lines
+    return math.ceil(size * max(lines, 1) / len(head))
+
+
+def rows_per_part(memory_limit: int | None = None) -> int:
+    """Rows aggregated in one pass: ``ROWS_PER_PART``, or sized from ``memory_limit`` (bytes,
+    ``--memory-limit``): a smaller budget means more, smaller customer buckets."""
+    if not memory_limit:
+        return ROWS_PER_PART
+    return max(MIN_ROWS_PER_PART, memory_limit // BYTES_PER_ROW)
+
+
+def parse_size(text: str) -> int:
+    """``8G``, ``512M``, ``4GiB``, ``1.5g``, ``2000000000`` -> bytes (powers of 1024)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in _UNITS and t[-1:] else ""
+    number = t[:-1] if unit else t
+    try:
+        value = float(number)
+    except ValueError:
+        raise UsageError(f"--memory-limit {text!r}: not a size (examples: 8G, 512M, 4GiB)") from None
+    if not math.isfinite(value) or value <= 0:
+        raise UsageError(f"--memory-limit {text!r}: must be a positive size")
+    return int(value * _UNITS[unit])
+
+
+# -------------------------------------------------------------------------------- the checking pass
 
 
 @dataclass(frozen=True)
@@ -357,6 +307,24 @@ class CheckPass:
     aggregated: pl.DataFrame | None  # the aggregate of the kept rows, when fused
     across: int | None  # rows identical to an earlier row of any input, when counted (without dedupe)
     totals: dict[int, int] = field(default_factory=dict)  # input -> line of its trailing total row
+
+
+def check_passes(opened: OpenInputs, plan: PassPlan, cfg: Config, aggregate: Aggregate | None) -> CheckPass:
+    """The checking pass, run again when its counts show that it read the rows in a way that
+    was not final: a total marker that is not its file's last row, or a sampled parse plan
+    that left values unparsed which another configured format parses."""
+    checked = checking_pass(opened, plan, cfg, aggregate)
+    # Total rows: the pass dropped every row whose customer id is a total marker; that is
+    # right when each sits last in its file (a finance workbook's 合计). A marker elsewhere
+    # stays a row as it always was: count again, dropping only the trailing ones.
+    totals, elsewhere = reading.total_rows(checked.groups)
+    if elsewhere:
+        checked = checking_pass(opened, plan, cfg, aggregate, totals)
+    widened = widened_plans(opened, plan.plans, checked, cfg.input)
+    if widened != plan.plans:
+        checked = checking_pass(opened, dataclasses.replace(plan, plans=widened), cfg, aggregate,
+                                totals if elsewhere else None)
+    return dataclasses.replace(checked, totals=totals)
 
 
 def checking_pass(opened: OpenInputs, plan: PassPlan, cfg: Config, aggregate: Aggregate | None,
@@ -395,22 +363,24 @@ def checking_pass(opened: OpenInputs, plan: PassPlan, cfg: Config, aggregate: Ag
     return CheckPass(canon, parsed, stats, agg, int(extra[0].item() or 0) if extras else None)
 
 
-def check_passes(opened: OpenInputs, plan: PassPlan, cfg: Config, aggregate: Aggregate | None) -> CheckPass:
-    """The checking pass, run again when its counts show that it read the rows in a way that
-    was not final: a total marker that is not its file's last row, or a sampled parse plan
-    that left values unparsed which another configured format parses."""
-    checked = checking_pass(opened, plan, cfg, aggregate)
-    # Total rows: the pass dropped every row whose customer id is a total marker; that is
-    # right when each sits last in its file (a finance workbook's 合计). A marker elsewhere
-    # stays a row as it always was: count again, dropping only the trailing ones.
-    totals, elsewhere = reading.total_rows(checked.groups)
-    if elsewhere:
-        checked = checking_pass(opened, plan, cfg, aggregate, totals)
-    widened = widened_plans(opened, plan.plans, checked, cfg.input)
-    if widened != plan.plans:
-        checked = checking_pass(opened, dataclasses.replace(plan, plans=widened), cfg, aggregate,
-                                totals if elsewhere else None)
-    return dataclasses.replace(checked, totals=totals)
+def used_rows(dedupe: bool, total: pl.Expr | None = None) -> pl.Expr:
+    """Rows that are rows: blank lines and trailing total rows (``total``, default the
+    ``total`` column) are not; identical rows are, unless dedupe drops them."""
+    total = pl.col("total") if total is None else total
+    return ~pl.col("blank") & ~total & ~(pl.col("repeat") & pl.lit(dedupe))
+
+
+def analysed_rows(as_of: dt.date | None, cfg: Config) -> pl.Expr:
+    """The valid rows the analysis keeps: dated on or before ``as_of`` and inside the
+    window ending there (``None``: the latest date, which every valid row is on or before)."""
+    keep = ~invalid_expr()
+    if as_of is None:
+        return keep
+    date = pl.col("ts").dt.date()
+    keep = keep & (date <= as_of)
+    if cfg.analysis.window_days:
+        keep = keep & (date > as_of - dt.timedelta(days=cfg.analysis.window_days))
+    return keep
 
 
 def widened_plans(opened: OpenInputs, plans: list[ParsePlan], checked: CheckPass, inp: InputConfig,
@@ -430,137 +400,6 @@ def widened_plans(opened: OpenInputs, plans: list[ParsePlan], checked: CheckPass
     return [widen_plan(plan, found[i].row(0, named=True), inp) if i in found else plan
             for i, plan in enumerate(plans)]
 
-
-@dataclass(frozen=True)
-class LineMap:
-    """Record positions -> the lines they start on (quoted fields may span lines), from each
-    input's record count (``records``, by input)."""
-
-    sources: list[Source]
-    records: dict[int, int]
-
-    def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
-        out = []
-        for i, part in frame.partition_by("source", as_dict=True, maintain_order=True).items():
-            src = self.sources[i[0]]
-            first = part["line"].cast(pl.Int64) - src.first_line
-            mapping = physical_lines(src, int(self.records[i[0]]), first.to_list())
-            out.append(part.with_columns(line=first.replace_strict(mapping, return_dtype=pl.UInt64)))
-        return pl.concat(out) if out else frame
-
-
-def report_problems(opened: OpenInputs, plan: PassPlan, checked: CheckPass, src_stats: pl.DataFrame,
-                    cur: pl.DataFrame, cfg: Config) -> tuple[pl.DataFrame | None, list[RunWarning]]:
-    """(the rejects, the warnings) of the checking pass's counts (:func:`check_tables`), or the
-    error they show: about whole inputs first (:func:`refuse_bad_files`), then the warnings
-    about inputs, invalid rows (:func:`invalid_rows`) and currencies. Bad rows are read
-    again (raw values, line numbers) only when there are some."""
-    inp = cfg.input
-    lines = LineMap(opened.sources, dict(zip(src_stats["source"], src_stats["records"])))
-    used = checked.parsed.filter(used_rows(inp.dedupe))
-    refuse_bad_files(opened, src_stats, used, lines, inp.amount_scale)
-    warnings = [*opened.warnings, *input_warnings(opened, plan, checked, src_stats, lines)]
-    bad = used.filter(invalid_expr())
-    file = pl.col("source").replace_strict({i: s.name for i, s in enumerate(opened.sources)}, return_dtype=pl.String)
-    rejects, found = invalid_rows(opened.sources, opened.colmaps, src_stats, cfg,
-                                  examples=lambda n: lines(bad.head(n).collect()),
-                                  every=lambda: lines(bad.collect()).with_columns(file=file))
-    listed = used.filter(~invalid_expr()).select(pl.col("currency").drop_nulls().unique().sort().head(10))
-    check_currencies(cur, opened.where, inp, lambda: listed.collect()["currency"].to_list())
-    return rejects, warnings + found
-
-
-def refuse_bad_files(opened: OpenInputs, src_stats: pl.DataFrame, used: pl.LazyFrame, lines: LineMap,
-                     scale: int) -> None:
-    """Errors about whole inputs, before any about rows: ragged records, no rows at all,
-    amounts too large for ``amount_scale`` (``used``: the parsed rows that are rows)."""
-    # Ragged records: a short one leaves the last column null, so look only when it has nulls.
-    for row in src_stats.iter_rows(named=True):
-        src = opened.sources[row["source"]]
-        if src.kind == "csv" and row["tail_null"]:
-            check_ragged(src, len(opened.schemas[row["source"]]))
-    sources = opened.sources
-    check_not_empty(int(src_stats["rows"].sum()), sources,
-                    header_file=len(sources) == 1 and sources[0].kind not in ("parquet", "postgres"))
-    if int(src_stats[bad_column("amount")].sum()):
-        _check_amount_sizes(used, sources, opened.colmaps, scale, lines)
-
-
-def check_ragged(src: Source, width: int) -> None:
-    """Records of a text file with another number of fields than its header (``width``) are
-    an error (exit 65) listing the first ones by line."""
-    short, long = count_ragged(src, width)
-    if short + long:
-        raise ragged_error(src, width, short + long, ragged_lines(src))
-
-
-def check_not_empty(total_rows: int, sources: Sequence[Any], *, header_file: bool) -> None:
-    """No rows in any input is an error; ``header_file``: the one input is a file whose
-    header line was read."""
-    if total_rows == 0:
-        if header_file:
-            raise InputDataError(f"{sources[0].name}: the file has a header but no rows")
-        raise InputDataError(f"{', '.join(s.name for s in sources)}: no rows")
-
-
-def input_warnings(opened: OpenInputs, plan: PassPlan, checked: CheckPass, src_stats: pl.DataFrame,
-                   lines: LineMap) -> list[RunWarning]:
-    """``overlapping_inputs`` (the same file twice, inputs sharing most rows) and ``total_row``."""
-    sources = opened.sources
-    twins = reading.same_files(opened.files, sources) if len(sources) > 1 else []
-    # Which inputs share rows: a query of its own (a second read), made only when rows repeat
-    # across inputs (without dedupe: more repeats over all inputs than within each)
-    within = int(src_stats["repeats"].sum())
-    shared = (checked.across > within) if checked.across is not None else (plan.across and within > 0)
-    try:
-        keys = (reading.overlap_keys(checked.parsed).collect() if shared and plan.rows <= reading.OVERLAP_MAX_ROWS
-                else None)
-    except pl.exceptions.PolarsError as exc:
-        raise polars_error(exc, sources) from None
-    warnings = reading.overlap_warnings(sources, twins, keys)
-    if checked.totals:
-        rows = lines(reading.total_row_values(checked.parsed, checked.totals))
-        warnings.extend(reading.total_row_warnings(sources, rows))
-    return warnings
-
-
-def invalid_rows(sources: Sequence[Any], colmaps: list[ColumnMap], src_stats: pl.DataFrame, cfg: Config, *,
-                 examples: Callable[[int], pl.DataFrame], every: Callable[[], pl.DataFrame],
-                 ) -> tuple[pl.DataFrame | None, list[RunWarning]]:
-    """Invalid rows beyond ``analysis.max_invalid`` are an error showing the first ones
-    (``examples(n)``: up to n bad rows); within it they are the rejects (``every()``: all bad
-    rows, with their ``file``) and a warning. Each engine reads the bad rows its own way."""
-    invalid, total = int(src_stats["invalid"].sum()), int(src_stats["rows"].sum())
-    if not invalid:
-        return None, []
-    if invalid > allowed_invalid(cfg.analysis.max_invalid, total):
-        bad = examples(EXAMPLES * len(RULES) * len(sources))
-        raise InputDataError(*invalid_report(sources, colmaps, src_stats, bad, total, invalid))
-    rejects = every().select("file", "line", pl.col("raw_customer_id").alias("customer_id"),
-                             pl.col("raw_date").alias("date"), pl.col("raw_amount").alias("amount"))
-    return rejects, [RunWarning("invalid_rows", f"{invalid} invalid row{'s' if invalid > 1 else ''} skipped (within "
-                                f"--max-invalid {cfg.analysis.max_invalid:g}); written to the rejects file")]
-
-
-def check_currencies(cur: pl.DataFrame, where: str, inp: InputConfig, listed: Callable[[], list[str]]) -> None:
-    """One currency a run (``cur``: the lowest and highest code, :func:`check_tables`), and
-    the configured one if any; ``listed()`` names up to ten of them for the error."""
-    lo, hi = cur.row(0)
-    if lo is not None and lo != hi:
-        raise InputDataError(f"{where}: more than one currency in one run: {', '.join(listed())}",
-                             ["segment each currency separately (filter the export), or convert amounts first"])
-    if inp.currency and lo is not None and lo != inp.currency.upper():
-        raise InputDataError(f"currency {lo} found, but input.currency is {inp.currency}")
-
-
-def source_records(sources: Sequence[Any], src_stats: pl.DataFrame, colmaps: list[ColumnMap]) -> list[dict[str, Any]]:
-    """The record's ``inputs``: each input's name, size, format, encoding, rows and columns."""
-    return [
-        {"path": s.name, "bytes": s.size, "format": s.kind, "encoding": s.encoding if s.kind == "csv" else None,
-         "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),
-         "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
-        for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
-    ]
 
 def plans_to_widen(groups: pl.DataFrame, plans: list[ParsePlan], inp: InputConfig) -> list[int]:
     """The inputs whose sampled parse plan left dates or amounts unparsed that another
@@ -658,6 +497,299 @@ def check_tables(groups: pl.DataFrame, *, dedupe: bool) -> tuple[pl.DataFrame, p
     return src_stats, days, cur
 
 
+# --------------------------------------------------------------- the bucket spill of a large export
+
+
+def bucket_expr(parts: int) -> pl.Expr:
+    """A customer's bucket: a seeded hash of the id (the same id, the same bucket)."""
+    return (pl.col("customer_id").hash(seed=0) % parts).cast(pl.UInt32)
+
+
+# the columns the aggregation reads (and the checks of analysed_rows)
+SPILLED = ("customer_id", "order_key", "ts", "amount_minor")
+
+
+def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:
+    """(the spill folder, the lazy sink that fills it).
+
+    Collecting the sink writes ``lf`` once to a private temporary folder split by customer
+    bucket (lz4 Parquet, hive-style ``bucket=i``); a hive scan of it has a ``bucket``
+    column, and a filter on it reads only that bucket's files. Removed at exit."""
+    spill = Path(tempfile.mkdtemp(prefix="buckets-", dir=scratch_dir()))
+    sink = lf.with_columns(bucket=bucket_expr(parts)).sink_parquet(
+        pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4", maintain_order=False, lazy=True)
+    assert sink is not None
+    return spill, sink
+
+
+def _check_spill(spill: Path, sources: list[Source]) -> None:
+    """Every spill file whole: on a full disk a sink can end without an error and leave a
+    truncated file, which would surface later as a damaged input (exit 65). A file whose
+    footer cannot be read is the spill's failure: exit 73 naming TMPDIR."""
+    import pyarrow.parquet as pq
+
+    for part in spill.rglob("*.parquet"):
+        try:
+            pq.read_metadata(part)
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a damaged footer vary
+            full = shutil.disk_usage(spill).free < (1 << 20)
+            reason = (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full
+                      else OSError(f"the spill file {part.name} is incomplete ({str(exc).splitlines()[0]})"))
+            raise _spill_error(reason, sources) from None
+
+
+def _spill_error(exc: Exception, sources: list[Source]) -> SegcliError:
+    """The bucket spill did not fit in TMPDIR: exit 73 naming the folder and the room needed
+    (about the input's size), the free space measured once the partial spill is gone."""
+    return spill_failure(exc, sum(s.size for s in sources))
+
+
+def _scratch_full() -> bool:
+    """Less than 1 MiB left where the spill goes."""
+    try:
+        return shutil.disk_usage(scratch_dir()).free < (1 << 20)
+    except OSError:
+        return False
+
+
+def spill_failure(exc: Exception, need: int) -> SegcliError:
+    """:func:`_spill_error` for ``need`` bytes: a damaged spill read back on a full disk (a
+    sink can end without an error there) names the full disk, else the damage."""
+    if isinstance(exc, OSError):
+        reason = exc
+    elif disk_error(exc):  # Polars' own words: "No space left on device (os error 28)", ...
+        reason = OSError(str(exc).splitlines()[0].split("IO error: ")[-1])
+    elif _scratch_full():  # measured before the clean-up
+        reason = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    else:
+        reason = OSError(f"the bucket spill could not be read back: {str(exc).splitlines()[0]}")
+    for spill in scratch_dir().glob("buckets-*"):
+        shutil.rmtree(spill, ignore_errors=True)
+    return scratch_error(reason, scratch_dir().parent, need)
+
+
+# --------------------------------------------------------------------------- the report of problems
+
+
+def report_problems(opened: OpenInputs, plan: PassPlan, checked: CheckPass, src_stats: pl.DataFrame,
+                    cur: pl.DataFrame, cfg: Config) -> tuple[pl.DataFrame | None, list[RunWarning]]:
+    """(the rejects, the warnings) of the checking pass's counts (:func:`check_tables`), or the
+    error they show: about whole inputs first (:func:`refuse_bad_files`), then the warnings
+    about inputs, invalid rows (:func:`invalid_rows`) and currencies. Bad rows are read
+    again (raw values, line numbers) only when there are some."""
+    inp = cfg.input
+    lines = LineMap(opened.sources, dict(zip(src_stats["source"], src_stats["records"])))
+    used = checked.parsed.filter(used_rows(inp.dedupe))
+    refuse_bad_files(opened, src_stats, used, lines, inp.amount_scale)
+    warnings = [*opened.warnings, *input_warnings(opened, plan, checked, src_stats, lines)]
+    bad = used.filter(invalid_expr())
+    file = pl.col("source").replace_strict({i: s.name for i, s in enumerate(opened.sources)}, return_dtype=pl.String)
+    rejects, found = invalid_rows(opened.sources, opened.colmaps, src_stats, cfg,
+                                  examples=lambda n: lines(bad.head(n).collect()),
+                                  every=lambda: lines(bad.collect()).with_columns(file=file))
+    listed = used.filter(~invalid_expr()).select(pl.col("currency").drop_nulls().unique().sort().head(10))
+    check_currencies(cur, opened.where, inp, lambda: listed.collect()["currency"].to_list())
+    return rejects, warnings + found
+
+
+@dataclass(frozen=True)
+class LineMap:
+    """Record positions -> the lines they start on (quoted fields may span lines), from each
+    input's record count (``records``, by input)."""
+
+    sources: list[Source]
+    records: dict[int, int]
+
+    def __call__(self, frame: pl.DataFrame) -> pl.DataFrame:
+        out = []
+        for i, part in frame.partition_by("source", as_dict=True, maintain_order=True).items():
+            src = self.sources[i[0]]
+            first = part["line"].cast(pl.Int64) - src.first_line
+            mapping = physical_lines(src, int(self.records[i[0]]), first.to_list())
+            out.append(part.with_columns(line=first.replace_strict(mapping, return_dtype=pl.UInt64)))
+        return pl.concat(out) if out else frame
+
+
+def refuse_bad_files(opened: OpenInputs, src_stats: pl.DataFrame, used: pl.LazyFrame, lines: LineMap,
+                     scale: int) -> None:
+    """Errors about whole inputs, before any about rows: ragged records, no rows at all,
+    amounts too large for ``amount_scale`` (``used``: the parsed rows that are rows)."""
+    # Ragged records: a short one leaves the last column null, so look only when it has nulls.
+    for row in src_stats.iter_rows(named=True):
+        src = opened.sources[row["source"]]
+        if src.kind == "csv" and row["tail_null"]:
+            check_ragged(src, len(opened.schemas[row["source"]]))
+    sources = opened.sources
+    check_not_empty(int(src_stats["rows"].sum()), sources,
+                    header_file=len(sources) == 1 and sources[0].kind not in ("parquet", "postgres"))
+    if int(src_stats[bad_column("amount")].sum()):
+        _check_amount_sizes(used, sources, opened.colmaps, scale, lines)
+
+
+def check_ragged(src: Source, width: int) -> None:
+    """Records of a text file with another number of fields than its header (``width``) are
+    an error (exit 65) listing the first ones by line."""
+    short, long = count_ragged(src, width)
+    if short + long:
+        raise ragged_error(src, width, short + long, ragged_lines(src))
+
+
+def check_not_empty(total_rows: int, sources: Sequence[Any], *, header_file: bool) -> None:
+    """No rows in any input is an error; ``header_file``: the one input is a file whose
+    header line was read."""
+    if total_rows == 0:
+        if header_file:
+            raise InputDataError(f"{sources[0].name}: the file has a header but no rows")
+        raise InputDataError(f"{', '.join(s.name for s in sources)}: no rows")
+
+
+def input_warnings(opened: OpenInputs, plan: PassPlan, checked: CheckPass, src_stats: pl.DataFrame,
+                   lines: LineMap) -> list[RunWarning]:
+    """``overlapping_inputs`` (the same file twice, inputs sharing most rows) and ``total_row``."""
+    sources = opened.sources
+    twins = reading.same_files(opened.files, sources) if len(sources) > 1 else []
+    # Which inputs share rows: a query of its own (a second read), made only when rows repeat
+    # across inputs (without dedupe: more repeats over all inputs than within each)
+    within = int(src_stats["repeats"].sum())
+    shared = (checked.across > within) if checked.across is not None else (plan.across and within > 0)
+    try:
+        keys = (reading.overlap_keys(checked.parsed).collect() if shared and plan.rows <= reading.OVERLAP_MAX_ROWS
+                else None)
+    except pl.exceptions.PolarsError as exc:
+        raise polars_error(exc, sources) from None
+    warnings = reading.overlap_warnings(sources, twins, keys)
+    if checked.totals:
+        rows = lines(reading.total_row_values(checked.parsed, checked.totals))
+        warnings.extend(reading.total_row_warnings(sources, rows))
+    return warnings
+
+
+def invalid_rows(sources: Sequence[Any], colmaps: list[ColumnMap], src_stats: pl.DataFrame, cfg: Config, *,
+                 examples: Callable[[int], pl.DataFrame], every: Callable[[], pl.DataFrame],
+                 ) -> tuple[pl.DataFrame | None, list[RunWarning]]:
+    """Invalid rows beyond ``analysis.max_invalid`` are an error showing the first ones
+    (``examples(n)``: up to n bad rows); within it they are the rejects (``every()``: all bad
+    rows, with their ``file``) and a warning. Each engine reads the bad rows its own way."""
+    invalid, total = int(src_stats["invalid"].sum()), int(src_stats["rows"].sum())
+    if not invalid:
+        return None, []
+    if invalid > allowed_invalid(cfg.analysis.max_invalid, total):
+        bad = examples(EXAMPLES * len(RULES) * len(sources))
+        raise InputDataError(*invalid_report(sources, colmaps, src_stats, bad, total, invalid))
+    rejects = every().select("file", "line", pl.col("raw_customer_id").alias("customer_id"),
+                             pl.col("raw_date").alias("date"), pl.col("raw_amount").alias("amount"))
+    return rejects, [RunWarning("invalid_rows", f"{invalid} invalid row{'s' if invalid > 1 else ''} skipped (within "
+                                f"--max-invalid {cfg.analysis.max_invalid:g}); written to the rejects file")]
+
+
+def check_currencies(cur: pl.DataFrame, where: str, inp: InputConfig, listed: Callable[[], list[str]]) -> None:
+    """One currency a run (``cur``: the lowest and highest code, :func:`check_tables`), and
+    the configured one if any; ``listed()`` names up to ten of them for the error."""
+    lo, hi = cur.row(0)
+    if lo is not None and lo != hi:
+        raise InputDataError(f"{where}: more than one currency in one run: {', '.join(listed())}",
+                             ["segment each currency separately (filter the export), or convert amounts first"])
+    if inp.currency and lo is not None and lo != inp.currency.upper():
+        raise InputDataError(f"currency {lo} found, but input.currency is {inp.currency}")
+
+
+def allowed_invalid(max_invalid: float, rows: int) -> int:
+    """``max_invalid`` is a row count, or a share of the rows when below 1."""
+    if 0 < max_invalid < 1:
+        return math.floor(max_invalid * rows)
+    return int(max_invalid)
+
+
+def invalid_report(sources: Sequence[Any], colmaps: list[Any], stats: pl.DataFrame, bad: pl.DataFrame,
+                    total: int, invalid: int) -> tuple[str, list[str]]:
+    """The error for too many invalid rows: per file and rule, a count and the first rows."""
+    names = ", ".join(s.name for s in sources)
+    details = []
+    for rule, role, pred in RULES:
+        for row in stats.iter_rows(named=True):
+            n = int(row[bad_column(role)])
+            if not n:
+                continue
+            src = sources[row["source"]]
+            column = getattr(colmaps[row["source"]], role)
+            details.append(f"{src.name}: column '{column}': {n} of {row['rows']} rows: {rule}")
+            raw_col = f"raw_{role}"
+            ex = bad.filter((pl.col("source") == row["source"]) & pred).head(EXAMPLES)
+            # an engine that cannot number rows (Spark) names each row's file instead
+            files = ex["file"] if "file" in ex.columns else [src.name] * ex.height
+            for line, value, file in zip(ex["line"], ex[raw_col], files):
+                where = f"{src.row_word} {line}" if line is not None else file
+                details.append(f"    {where}: {column}={(value if value is not None else '')!r}")
+    if bad.height and bad["line"].is_null().all():
+        details.append("line numbers are not available on Spark: rows are shown by file and raw values")
+    details.append("fix the rows, map the columns with [input.columns] / input.date_formats, or let up to N bad "
+                   "rows through with --max-invalid N (they go to a rejects file)")
+    return f"{names}: {invalid} of {total} rows are invalid", details
+
+
+def _check_amount_sizes(rows: pl.LazyFrame, sources: list[Source], colmaps: list[ColumnMap], scale: int,
+                        real_lines: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
+    """Stop on amounts that are numbers but beyond what ``amount_scale`` keeps exactly: an
+    error of its own (SPEC §6: lower amount_scale), never an "unparsable" row that
+    ``--max-invalid`` could let through. Read only when some amount did not parse."""
+    big = reading.too_large_rows(rows, scale)
+    try:
+        counts, examples, largest = pl.collect_all([
+            big.group_by("source").agg(n=pl.len()),
+            big.group_by("source", maintain_order=True).head(EXAMPLES).select("source", "line", "raw_amount"),
+            big.select(pl.col("value").abs().max())])
+    except pl.exceptions.PolarsError as exc:
+        raise polars_error(exc, sources) from None
+    if counts.height:
+        raise reading.too_large_error(real_lines(examples), dict(zip(counts["source"], counts["n"])), largest.item(),
+                                      scale, sources, {i: c.amount for i, c in enumerate(colmaps)})
+
+
+def polars_error(exc: Exception, sources: list[Source]) -> InputDataError:
+    """Turn a Polars read failure into a message naming the file and what is wrong there."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    csvs = [s for s in sources if s.kind == "csv"]
+    if "utf-8" in text.lower() or "utf8" in text.lower():
+        for s in csvs:
+            error = check_utf8(s)
+            if error is not None:
+                return error
+        return InputDataError(f"{', '.join(s.name for s in sources)}: bytes that are not valid UTF-8",
+                              ["if the file is GBK/GB18030, pass --encoding gb18030"])
+    if "more fields" in text or "ragged" in text.lower():
+        for s in csvs:
+            width = header_width(s)
+            short, long = count_ragged(s, width)
+            examples = ragged_lines(s)
+            if short + long or examples:
+                return ragged_error(s, width, short + long or len(examples), examples)
+        return InputDataError(f"{', '.join(s.name for s in sources)}: ragged rows: a row has more fields than the "
+                              "header", ["fix the row, or quote the field that holds the extra separator"])
+    if "could not parse" in text or "malformed" in text.lower():
+        for s in csvs:
+            problem = quote_problem(s)
+            if problem is not None:
+                return InputDataError(f"{s.name}: misplaced quotes: {problem.split(': ', 1)[1].split(':')[0]}",
+                                      [problem, 'a field with a separator, quote or line break must be quoted whole, '
+                                                'inner quotes doubled: "12"" screen, black"'])
+    return InputDataError(f"{', '.join(s.name for s in sources)}: cannot parse: {text}")
+
+
+def ragged_error(src: Source, width: int, count: int, examples: list[str]) -> InputDataError:
+    """The error for ``count`` records with another number of fields than the header
+    (``width``), the first ones (``examples``) and how to fix such a file."""
+    fix = ("columns aligned with spaces: an empty value, or a value holding a space, shifts the columns; export the "
+           "data with a separator (CSV)" if src.layout == "whitespace" else
+           "fix the rows, or quote the fields that hold the separator "
+           f"({'tab' if src.separator == chr(9) else repr(src.separator)}) or a line break")
+    return InputDataError(
+        f"{src.name}: ragged rows: {count} row{'s have' if count > 1 else ' has'} another number of fields than "
+        f"the header ({width})", [*examples, fix])
+
+
+# ------------------------------------------------------ the as-of date, the warnings and the record
+
+
 def decide_run(days: pl.DataFrame, src_stats: pl.DataFrame, cfg: Config, *, where: str, counted: bool,
                sources: Sequence[Any] = (), across_repeats: int | None = None,
                totals: int = 0) -> tuple[dt.date, list[RunWarning], dict[str, Any]]:
@@ -751,131 +883,14 @@ def check_strict(warnings: list[RunWarning], cfg: Config, inputs: list[str]) -> 
                             + " ".join(f"--allow {k}" for k in kinds)])
 
 
-def analysed_rows(as_of: dt.date | None, cfg: Config) -> pl.Expr:
-    """The valid rows the analysis keeps: dated on or before ``as_of`` and inside the
-    window ending there (``None``: the latest date, which every valid row is on or before)."""
-    keep = ~invalid_expr()
-    if as_of is None:
-        return keep
-    date = pl.col("ts").dt.date()
-    keep = keep & (date <= as_of)
-    if cfg.analysis.window_days:
-        keep = keep & (date > as_of - dt.timedelta(days=cfg.analysis.window_days))
-    return keep
-
-
-def bucket_expr(parts: int) -> pl.Expr:
-    """A customer's bucket: a seeded hash of the id (the same id, the same bucket)."""
-    return (pl.col("customer_id").hash(seed=0) % parts).cast(pl.UInt32)
-
-
-# the columns the aggregation reads (and the checks of analysed_rows)
-SPILLED = ("customer_id", "order_key", "ts", "amount_minor")
-
-
-def _spill_error(exc: Exception, sources: list[Source]) -> SegcliError:
-    """The bucket spill did not fit in TMPDIR: exit 73 naming the folder and the room needed
-    (about the input's size), the free space measured once the partial spill is gone."""
-    return spill_failure(exc, sum(s.size for s in sources))
-
-
-def _scratch_full() -> bool:
-    """Less than 1 MiB left where the spill goes."""
-    try:
-        return shutil.disk_usage(scratch_dir()).free < (1 << 20)
-    except OSError:
-        return False
-
-
-def spill_failure(exc: Exception, need: int) -> SegcliError:
-    """:func:`_spill_error` for ``need`` bytes: a damaged spill read back on a full disk (a
-    sink can end without an error there) names the full disk, else the damage."""
-    if isinstance(exc, OSError):
-        reason = exc
-    elif disk_error(exc):  # Polars' own words: "No space left on device (os error 28)", ...
-        reason = OSError(str(exc).splitlines()[0].split("IO error: ")[-1])
-    elif _scratch_full():  # measured before the clean-up
-        reason = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    else:
-        reason = OSError(f"the bucket spill could not be read back: {str(exc).splitlines()[0]}")
-    for spill in scratch_dir().glob("buckets-*"):
-        shutil.rmtree(spill, ignore_errors=True)
-    return scratch_error(reason, scratch_dir().parent, need)
-
-
-def _check_spill(spill: Path, sources: list[Source]) -> None:
-    """Every spill file whole: on a full disk a sink can end without an error and leave a
-    truncated file, which would surface later as a damaged input (exit 65). A file whose
-    footer cannot be read is the spill's failure: exit 73 naming TMPDIR."""
-    import pyarrow.parquet as pq
-
-    for part in spill.rglob("*.parquet"):
-        try:
-            pq.read_metadata(part)
-        except Exception as exc:  # noqa: BLE001 - pyarrow's errors for a damaged footer vary
-            full = shutil.disk_usage(spill).free < (1 << 20)
-            reason = (OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) if full
-                      else OSError(f"the spill file {part.name} is incomplete ({str(exc).splitlines()[0]})"))
-            raise _spill_error(reason, sources) from None
-
-
-def spill_by_bucket(lf: pl.LazyFrame, parts: int) -> tuple[Path, pl.LazyFrame]:
-    """(the spill folder, the lazy sink that fills it).
-
-    Collecting the sink writes ``lf`` once to a private temporary folder split by customer
-    bucket (lz4 Parquet, hive-style ``bucket=i``); a hive scan of it has a ``bucket``
-    column, and a filter on it reads only that bucket's files. Removed at exit."""
-    spill = Path(tempfile.mkdtemp(prefix="buckets-", dir=scratch_dir()))
-    sink = lf.with_columns(bucket=bucket_expr(parts)).sink_parquet(
-        pl.PartitionBy(spill, key="bucket", include_key=False), compression="lz4", maintain_order=False, lazy=True)
-    assert sink is not None
-    return spill, sink
-
-
-def _check_amount_sizes(rows: pl.LazyFrame, sources: list[Source], colmaps: list[ColumnMap], scale: int,
-                        real_lines: Callable[[pl.DataFrame], pl.DataFrame]) -> None:
-    """Stop on amounts that are numbers but beyond what ``amount_scale`` keeps exactly: an
-    error of its own (SPEC §6: lower amount_scale), never an "unparsable" row that
-    ``--max-invalid`` could let through. Read only when some amount did not parse."""
-    big = reading.too_large_rows(rows, scale)
-    try:
-        counts, examples, largest = pl.collect_all([
-            big.group_by("source").agg(n=pl.len()),
-            big.group_by("source", maintain_order=True).head(EXAMPLES).select("source", "line", "raw_amount"),
-            big.select(pl.col("value").abs().max())])
-    except pl.exceptions.PolarsError as exc:
-        raise polars_error(exc, sources) from None
-    if counts.height:
-        raise reading.too_large_error(real_lines(examples), dict(zip(counts["source"], counts["n"])), largest.item(),
-                                      scale, sources, {i: c.amount for i, c in enumerate(colmaps)})
-
-
-def invalid_report(sources: Sequence[Any], colmaps: list[Any], stats: pl.DataFrame, bad: pl.DataFrame,
-                    total: int, invalid: int) -> tuple[str, list[str]]:
-    """The error for too many invalid rows: per file and rule, a count and the first rows."""
-    names = ", ".join(s.name for s in sources)
-    details = []
-    for rule, role, pred in RULES:
-        for row in stats.iter_rows(named=True):
-            n = int(row[bad_column(role)])
-            if not n:
-                continue
-            src = sources[row["source"]]
-            column = getattr(colmaps[row["source"]], role)
-            details.append(f"{src.name}: column '{column}': {n} of {row['rows']} rows: {rule}")
-            raw_col = f"raw_{role}"
-            ex = bad.filter((pl.col("source") == row["source"]) & pred).head(EXAMPLES)
-            # an engine that cannot number rows (Spark) names each row's file instead
-            files = ex["file"] if "file" in ex.columns else [src.name] * ex.height
-            for line, value, file in zip(ex["line"], ex[raw_col], files):
-                where = f"{src.row_word} {line}" if line is not None else file
-                details.append(f"    {where}: {column}={(value if value is not None else '')!r}")
-    if bad.height and bad["line"].is_null().all():
-        details.append("line numbers are not available on Spark: rows are shown by file and raw values")
-    details.append("fix the rows, map the columns with [input.columns] / input.date_formats, or let up to N bad "
-                   "rows through with --max-invalid N (they go to a rejects file)")
-    return f"{names}: {invalid} of {total} rows are invalid", details
-
+def source_records(sources: Sequence[Any], src_stats: pl.DataFrame, colmaps: list[ColumnMap]) -> list[dict[str, Any]]:
+    """The record's ``inputs``: each input's name, size, format, encoding, rows and columns."""
+    return [
+        {"path": s.name, "bytes": s.size, "format": s.kind, "encoding": s.encoding if s.kind == "csv" else None,
+         "rows": int(r["read"]), "rows_invalid": int(r["invalid"]),
+         "columns": {k: v for k, v in colmaps[i].__dict__.items() if v}}
+        for i, (s, r) in enumerate(zip(sources, src_stats.iter_rows(named=True)))
+    ]
 
 
 def input_names(inputs: list[str]) -> str:

@@ -18,6 +18,11 @@ them customer by customer):
   latest transaction date, segcli's default); monetary_value = mean value of the counted
   periods after the first, 0 if none.
 
+Written without a window: one group-by of the rows into orders; only a return-only order whose
+returns fall into several periods is read again row by row (a semi-join). A first version that
+dated each order-day by a window over the orders took twice the time (6.7-7.2 s against
+3.6 s at 10M, same values).
+
 Not done (segcli does them): input checks, identical-row and window handling, the run record.
 Output: zstd Parquet sorted by customer_id. DuckDB uses every core and its default memory limit.
 """
@@ -42,30 +47,36 @@ def period(day: str) -> str:
 
 
 QUERY = f"""
-WITH order_days AS (  -- each order's rows per day, in minor units
+WITH src AS (
     SELECT customer_id, order_id,
-           CASE WHEN order_id IS NULL THEN order_time END AS order_ts,
+           CASE WHEN order_id IS NULL THEN order_time END AS order_ts,  -- no order id: one order per timestamp
            order_time::DATE                               AS day,
-           sum(CAST(amount * {10 ** scale} AS BIGINT))    AS net,
-           min(CAST(amount * {10 ** scale} AS BIGINT))    AS min_minor,
-           max(amount) >= 0                               AS has_purchase_row
+           CAST(amount * {10 ** scale} AS BIGINT)         AS minor      -- exact integer minor units
     FROM read_parquet('{src}')
+),
+orders AS (           -- dated by the earliest non-negative row; NULL: a return-only order
+    SELECT customer_id, order_id, order_ts, sum(minor) AS net, min(minor) AS min_minor,
+           min(day) FILTER (WHERE minor >= 0) AS order_date, min(day) AS first_day, max(day) AS last_day
+    FROM src
     GROUP BY ALL
 ),
-dated AS (            -- an order's date: its earliest non-negative row (NULL: a return-only order)
-    SELECT *, min(day) FILTER (WHERE has_purchase_row)
-                  OVER (PARTITION BY customer_id, order_id, order_ts) AS order_date
-    FROM order_days
-),
-orders AS (           -- dated orders whole; a return-only order per day of its returns
-    SELECT customer_id, coalesce(order_date, day) AS day, sum(net) AS net, min(min_minor) AS min_minor
-    FROM dated
-    GROUP BY customer_id, order_id, order_ts, coalesce(order_date, day)
+parts AS (            -- an order's net in its period; a return-only order over several periods, per row
+    SELECT customer_id, {period("coalesce(order_date, first_day)")} AS period, net, min_minor
+    FROM orders
+    WHERE order_date IS NOT NULL OR {period("first_day")} = {period("last_day")}
+    UNION ALL
+    SELECT s.customer_id, {period("s.day")}, s.minor, s.minor
+    FROM src s
+    SEMI JOIN (SELECT * FROM orders
+               WHERE order_date IS NULL AND {period("first_day")} <> {period("last_day")}) o
+         ON s.customer_id = o.customer_id AND s.order_id IS NOT DISTINCT FROM o.order_id
+            AND s.order_ts IS NOT DISTINCT FROM o.order_ts
+    WHERE s.minor < 0
 ),
 periods AS (
-    SELECT customer_id, {period("day")} AS period, sum(net) AS value,
+    SELECT customer_id, period, sum(net) AS value,
            bool_or(net > 0 OR (net = 0 AND min_minor >= 0)) AS bought
-    FROM orders
+    FROM parts
     GROUP BY ALL
 ),
 customers AS (

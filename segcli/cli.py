@@ -646,7 +646,6 @@ def summary_cmd(
 
     Example: segcli summary assignments.parquet --by vip_group --format github
     """
-    from segcli.explain import cut_points_table
     from segcli.report import render, summarize
 
     if output is not None:
@@ -673,7 +672,11 @@ def summary_cmd(
     kind = {".csv": "csv", ".json": "json", ".md": "github"}.get(Path(output).suffix.lower()) if output else None
     fmt = kind or _table_format(fmt, as_json)
     text = render(table, fmt)
-    cuts = cut_points_table(meta) if by is Grouping.rfm_segment and fmt not in ("csv", "json") else None
+    cuts = None
+    if by is Grouping.rfm_segment and fmt not in ("csv", "json"):
+        from segcli.explain import cut_points_table
+
+        cuts = cut_points_table(meta)
     if cuts is not None:
         text += "\n" + render(cuts, fmt, title="score cut points (run record): the value range of each score")
     if output is None:

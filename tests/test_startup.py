@@ -86,6 +86,10 @@ def test_commands_that_do_not_cluster_do_not_preload_scikit_learn(tmp_path: Path
 
 def test_segment_preloads_scikit_learn(tmp_path: Path) -> None:
     """The other side of the rule above: the clustering commands do start the import early."""
-    proc, modules, threads = run_probe(tmp_path, "segment", str(SAMPLE), "-q")
+    proc, modules, threads = run_probe(tmp_path, "segment", str(SAMPLE), "-q", "-o", str(tmp_path / "a.parquet"))
     assert proc.returncode == 0, proc.stderr
     assert "segcli-preload" in threads and "sklearn.cluster" in modules
+    # reading that file back is table work: no tiers, clustering or NumPy
+    proc, modules, _ = run_probe(tmp_path, "summary", str(tmp_path / "a.parquet"), "--by", "tier")
+    assert proc.returncode == 0 and "zhixin" in proc.stdout, proc.stderr
+    assert not {"numpy", "segcli.tiers", "segcli.api"} & modules

@@ -2,11 +2,15 @@
 
     bench/.venv-baselines/bin/python bench/check_duckdb_sql.py 1M 10M
     bench/.venv-baselines/bin/python bench/check_duckdb_sql.py path/to/export.parquet
+    bench/.venv-baselines/bin/python bench/check_duckdb_sql.py --lifetimes 1M 10M
 
 Runs ``segcli segment FILE -o A.parquet --quiet`` (segcli's venv, ``.venv``) and
 ``baselines/duckdb_sql_segment.py FILE B.parquet`` on the same Parquet export, joins the two
 outputs on customer_id and compares frequency, monetary, recency_days, last_purchase,
-r/f/m scores, pareto_class and tier exactly, and cum_share exactly and within 1e-12. A size
+r/f/m scores, pareto_class and tier exactly, and cum_share exactly and within 1e-12. With
+``--lifetimes``: ``segcli rfm FILE --style lifetimes --freq D`` against
+``baselines/duckdb_sql_lifetimes.py``, comparing frequency, recency and T exactly and
+monetary_value exactly and within 1e-12 (the same customers: those with a purchase). A size
 (1M, 10M, 100M) means ``bench/data/tx-SIZE.parquet`` (made by ``run.py --setup-only``).
 Prints a table of mismatches per column with examples; exit 1 if any.
 Run it with the baselines venv's Python (it needs duckdb).
@@ -18,16 +22,32 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-SQL_SCRIPT = BENCH / "baselines" / "duckdb_sql_segment.py"
-EXACT = ["frequency", "monetary", "recency_days", "last_purchase", "r_score", "f_score", "m_score",
-         "pareto_class", "tier"]
 TOLERANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class Job:
+    """One segcli command and its DuckDB SQL twin: the columns compared exactly, and the float
+    column also compared within TOLERANCE."""
+
+    segcli_args: tuple[str, ...]
+    sql_script: Path
+    exact: tuple[str, ...]
+    approx: str
+
+
+SEGMENT = Job(("segment",), BENCH / "baselines" / "duckdb_sql_segment.py",
+              ("frequency", "monetary", "recency_days", "last_purchase", "r_score", "f_score", "m_score",
+               "pareto_class", "tier"), "cum_share")
+LIFETIMES = Job(("rfm", "--style", "lifetimes", "--freq", "D"), BENCH / "baselines" / "duckdb_sql_lifetimes.py",
+                ("frequency", "recency", "T", "monetary_value"), "monetary_value")
 
 
 def run(argv: list[str]) -> float:
@@ -42,12 +62,12 @@ def q(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-def compare(seg: Path, sql: Path, examples: int) -> int:
+def compare(seg: Path, sql: Path, examples: int, job: Job) -> int:
     """Print the comparison; return the number of mismatching cells (plus unmatched customers)."""
     con = duckdb.connect()
     con.execute(f"CREATE VIEW a AS SELECT * FROM read_parquet({q(seg)})")
     con.execute(f"CREATE VIEW b AS SELECT * FROM read_parquet({q(sql)})")
-    cols = ", ".join(f"a.{c} AS a_{c}, b.{c} AS b_{c}" for c in [*EXACT, "cum_share"])
+    cols = ", ".join(f"a.{c} AS a_{c}, b.{c} AS b_{c}" for c in dict.fromkeys([*job.exact, job.approx]))
     con.execute(f"""CREATE TABLE j AS
         SELECT coalesce(a.customer_id, b.customer_id) AS customer_id,
                a.customer_id IS NOT NULL AS in_a, b.customer_id IS NOT NULL AS in_b, {cols}
@@ -72,19 +92,19 @@ def compare(seg: Path, sql: Path, examples: int) -> int:
     print()
     print("| column | mismatches | examples (customer_id: segcli vs SQL) |")
     print("| --- | --- | --- |")
-    for c in EXACT:
+    for c in job.exact:
         cond = f"in_a AND in_b AND a_{c} IS DISTINCT FROM b_{c}"
         n = con.execute(f"SELECT count(*) FROM j WHERE {cond}").fetchone()[0]
         ex = con.execute(f"SELECT customer_id, a_{c}, b_{c} FROM j WHERE {cond} ORDER BY customer_id "
                          f"LIMIT {examples}").fetchall() if n else []
         print(f"| {c} | {n:,} | " + "; ".join(f"{i}: {x!r} vs {y!r}" for i, x, y in ex) + " |")
         bad += n
-    n_exact, n_tol, worst = con.execute(f"""SELECT count(*) FILTER (a_cum_share IS DISTINCT FROM b_cum_share),
-            count(*) FILTER (abs(a_cum_share - b_cum_share) > {TOLERANCE}
-                             OR (a_cum_share IS NULL) <> (b_cum_share IS NULL)),
-            max(abs(a_cum_share - b_cum_share))
+    a, b = f"a_{job.approx}", f"b_{job.approx}"
+    n_exact, n_tol, worst = con.execute(f"""SELECT count(*) FILTER ({a} IS DISTINCT FROM {b}),
+            count(*) FILTER (abs({a} - {b}) > {TOLERANCE} OR ({a} IS NULL) <> ({b} IS NULL)),
+            max(abs({a} - {b}))
         FROM j WHERE in_a AND in_b""").fetchone()
-    print(f"| cum_share | {n_tol:,} beyond {TOLERANCE:g} ({n_exact:,} not bit-identical; "
+    print(f"| {job.approx} | {n_tol:,} beyond {TOLERANCE:g} ({n_exact:,} not bit-identical; "
           f"largest difference {worst or 0:.3g}) | |")
     bad += n_tol
     return bad
@@ -96,7 +116,10 @@ def main() -> None:
     ap.add_argument("--segcli", type=Path, default=REPO / ".venv" / "bin" / "segcli")
     ap.add_argument("--examples", type=int, default=5, help="examples per mismatching column")
     ap.add_argument("--keep", type=Path, help="keep both outputs in this folder")
+    ap.add_argument("--lifetimes", action="store_true",
+                    help="check duckdb_sql_lifetimes.py against segcli rfm --style lifetimes --freq D")
     args = ap.parse_args()
+    job = LIFETIMES if args.lifetimes else SEGMENT
     total_bad = 0
     for item in args.inputs:
         path = BENCH / "data" / f"tx-{item}.parquet" if not item.endswith(".parquet") else Path(item)
@@ -107,10 +130,10 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             seg, sql = out / f"{path.stem}.segcli.parquet", out / f"{path.stem}.sql.parquet"
             print(f"## {path.name}\n")
-            t_seg = run([str(args.segcli), "segment", str(path), "-o", str(seg), "--quiet"])
-            t_sql = run([sys.executable, str(SQL_SCRIPT), str(path), str(sql)])
-            print(f"segcli segment {t_seg:.1f} s, SQL {t_sql:.1f} s (one run each, not a benchmark)")
-            bad = compare(seg, sql, args.examples)
+            t_seg = run([str(args.segcli), *job.segcli_args, str(path), "-o", str(seg), "--quiet"])
+            t_sql = run([sys.executable, str(job.sql_script), str(path), str(sql)])
+            print(f"segcli {' '.join(job.segcli_args)} {t_seg:.1f} s, SQL {t_sql:.1f} s (one run each, not a benchmark)")
+            bad = compare(seg, sql, args.examples, job)
             print(f"\n{'OK: identical' if not bad else f'MISMATCH: {bad:,} differences'}\n")
             total_bad += bad
     sys.exit(1 if total_bad else 0)

@@ -74,6 +74,7 @@ class Runner:
     needs: str | None = None  # baselines package key
     max_tx: int | None = None  # skip above this many transactions
     csv: bool = False  # reads the CSV file
+    startup: bool = False  # start-up of a command on a 10-row file: measured once, not per size
 
     def argv(self, ctx: Ctx) -> list[str]:
         pq, out = str(ctx.parquet), str(ctx.out)
@@ -86,6 +87,12 @@ class Runner:
             return seg + ["rfm", pq, "-o", out, "--quiet"]
         if self.name == "segcli-rfm-lifetimes":
             return seg + ["rfm", pq, "--style", "lifetimes", "--freq", "D", "-o", out, "--quiet"]
+        if self.name == "segcli-version":
+            return seg + ["--version"]
+        if self.name == "segcli-validate-10":
+            return seg + ["validate", str(ctx.csv), "--quiet"]
+        if self.name == "duckdb-sql-lifetimes":  # writes its summary, as segcli does
+            return [str(ctx.base_python), str(BASELINES / "duckdb_sql_lifetimes.py"), pq, out]
         if self.name == "duckdb-sql-segment":  # writes its assignments, as segcli does
             return [str(ctx.base_python), str(BASELINES / "duckdb_sql_segment.py"), pq, out]
         script = {
@@ -107,6 +114,12 @@ RUNNERS = [
     Runner("segcli-segment-csv", "segcli segment FILE.csv -o OUT.parquet --quiet", "segcli", csv=True),
     Runner("segcli-rfm", "segcli rfm FILE.parquet -o OUT.parquet --quiet (plain RFM, no tiers)", "segcli"),
     Runner("segcli-rfm-lifetimes", "segcli rfm FILE.parquet --style lifetimes --freq D -o OUT.parquet --quiet", "segcli"),
+    Runner("duckdb-sql-lifetimes", "segcli rfm --style lifetimes --freq D in DuckDB SQL, checked against segcli by "
+           "bench/check_duckdb_sql.py --lifetimes: orders netted and dated, purchase days, frequency/recency/T/"
+           "monetary_value per customer; written to zstd Parquet (no input checks)", "baselines", "core"),
+    Runner("segcli-version", "segcli --version (whole process; start-up)", "segcli", startup=True),
+    Runner("segcli-validate-10", "segcli validate TEN.csv --quiet on the first 10 rows of sample_data/transactions.csv "
+           "(whole process; start-up)", "segcli", startup=True),
     Runner("pyarrow-read", "pyarrow read_table of customer_id, order_time, amount", "baselines", "core"),
     Runner("duckdb-groupby", "DuckDB SQL per-customer group-by: count(DISTINCT order_id), max(order_time), sum(amount)",
            "baselines", "core"),
@@ -127,6 +140,9 @@ RUNNERS = [
 BY_NAME = {r.name: r for r in RUNNERS}
 REFERENCE = "duckdb-groupby"
 SQL_SEGMENT = "duckdb-sql-segment"  # the same job as segcli segment, in SQL (issue 10)
+SQL_LIFETIMES = "duckdb-sql-lifetimes"  # the same summary as segcli rfm --style lifetimes, in SQL (issue 16)
+STARTUP_TARGET_S = 0.5  # issue 16: start-up of any command
+STARTUP_REPEAT = 10  # start-up runs take well under a second: more repeats for a steadier median
 
 
 @dataclass
@@ -269,14 +285,14 @@ def wait_for_quiet(max_busy: float, max_wait: float) -> float:
     return busy
 
 
-def measure(argv: list[str], timeout: float, workdir: Path) -> dict:
+def measure(argv: list[str], timeout: float, workdir: Path, env: dict[str, str] | None = None) -> dict:
     """One whole-process run under /usr/bin/time; kills the process group on timeout."""
     tfile = workdir / "time.txt"
     tfile.unlink(missing_ok=True)
-    cmd = [TIME, "-f", "%e %M", "-o", str(tfile), *argv]
+    cmd = [TIME, "-f", "%e %M %U %S", "-o", str(tfile), *argv]
     started = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True, cwd=workdir)
+                         start_new_session=True, cwd=workdir, env=env)
     try:
         out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -292,6 +308,9 @@ def measure(argv: list[str], timeout: float, workdir: Path) -> dict:
     except (IndexError, ValueError):
         wall, rss = round(time.perf_counter() - started, 2), None
     sample = {"status": "ok" if p.returncode == 0 else "failed", "wall_s": wall, "rss_kib": rss, "rc": p.returncode}
+    with_cpu = fields[2:4]
+    if len(with_cpu) == 2:  # user + system seconds, every thread: steadier than wall time on a busy machine
+        sample["cpu_s"] = round(float(with_cpu[0]) + float(with_cpu[1]), 2)
     if p.returncode != 0:
         sample["error"] = last_line(err) or last_line(out)
     rows = [ln for ln in out.splitlines() if ln.startswith("rows=")]
@@ -321,6 +340,79 @@ def summarize(samples: list[dict]) -> dict:
         "median_rss_mib": round(statistics.median(rss) / 1024, 1) if rss else None,
         "max_rss_mib": round(max(rss) / 1024, 1) if rss else None,
     }
+
+
+def startup_env() -> dict[str, str]:
+    """The environment of the start-up runs: bytecode cached as an installed segcli has it (pip
+    compiles it). With PYTHONDONTWRITEBYTECODE set, as in some shells and CI, Python would compile
+    segcli's sources again in every run (~0.15 s); the cache goes to a folder of its own under
+    the system's temporary directory, so nothing is written beside the sources."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(Path(tempfile.gettempdir()) / "segcli-bench-pycache")
+    return env
+
+
+def run_startup(runners: list[Runner], repeat: int, segcli: Path, seg_python: Path, timeout: float) -> dict:
+    """Start-up of segcli commands on a 10-row CSV (issue 16): after one warm-up run each (which
+    caches bytecode), ``repeat`` rounds round-robin; returns ``{runner: entry}`` as for a size."""
+    workdir = Path(tempfile.mkdtemp(prefix="segcli-bench-"))
+    env = startup_env()
+    runs: dict[str, dict] = {}
+    try:
+        ten = workdir / "ten.csv"
+        sample = (REPO / "sample_data" / "transactions.csv").read_text(encoding="utf-8")
+        ten.write_text("".join(sample.splitlines(keepends=True)[:11]), encoding="utf-8")
+        ctx = Ctx(ten, ten, workdir / "out.parquet", segcli, seg_python, venv_python(BVENV))
+        argvs = {r.name: r.argv(ctx) for r in runners}
+        for r in runners:
+            measure(argvs[r.name], timeout, workdir, env)
+        samples: dict[str, list[dict]] = {r.name: [] for r in runners}
+        for rep in range(repeat):
+            for r in runners:
+                smp = measure(argvs[r.name], timeout, workdir, env)
+                smp["load1_after"] = round(os.getloadavg()[0], 2)
+                samples[r.name].append(smp)
+                log(f"start-up [{rep + 1}/{repeat}] {r.name}: {smp['wall_s']:.2f} s {smp.get('cpu_s', 0):.2f} s CPU "
+                    f"{smp['status']}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for r in runners:
+        ss = samples[r.name]
+        bad = [x for x in ss if x["status"] != "ok"]
+        cpu = [x["cpu_s"] for x in ss if x["status"] == "ok" and "cpu_s" in x]
+        runs[r.name] = {"status": bad[0]["status"] if bad else "ok", "samples": ss, "measured_at": now_iso(),
+                        "argv": [shlex.quote(a) for a in argvs[r.name]], **summarize(ss),
+                        "median_cpu_s": round(statistics.median(cpu), 3) if cpu else None,
+                        **({"note": bad[0].get("error", "")} if bad else {})}
+    return runs
+
+
+def render_startup(results: dict) -> list[str]:
+    runs = results.get("startup", {}).get("runs", {})
+    if not runs:
+        return []
+    out = ["", "## Start-up (issue 16)", "",
+           "Whole process on a 10-row CSV, bytecode cached as installed (`startup_env`), one warm-up run, "
+           "then round-robin repeats. CPU = user + system seconds of every thread (steadier on a busy machine).",
+           "", "| runner | median wall s (min–max) | median CPU s | peak RSS MiB | target | met | repeats |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    loads = []
+    for r in RUNNERS:
+        e = runs.get(r.name)
+        if e is None:
+            continue
+        loads += [x["load1_after"] for x in e.get("samples", []) if "load1_after" in x]
+        t = med(e)
+        if t is None:
+            out.append(f"| {r.name} | {e.get('status')}: {e.get('note', '')} | — | — | — | — | {len(e['samples'])} |")
+            continue
+        out.append(f"| {r.name} | {t:.3f} ({e['min_wall_s']:.2f}–{e['max_wall_s']:.2f}) | "
+                   f"{fmt_s(e.get('median_cpu_s'))} | {fmt_mib(e['median_rss_mib'])} | ≤ {STARTUP_TARGET_S} s | "
+                   f"{verdict(t, STARTUP_TARGET_S, '≤')} | {len(e['samples'])} |")
+    when = results["startup"].get("measured_at", "?")
+    out += ["", f"Measured {when}" + (f"; load average (1 min) after each run: median {statistics.median(loads):.1f}, "
+                                      f"max {max(loads):.1f} on {os.cpu_count()} cores." if loads else ".")]
+    return out
 
 
 # --------------------------------------------------------------------------- machine
@@ -411,6 +503,7 @@ def render(results: dict) -> str:
     if results.get("baselines_unavailable"):
         for key, err in results["baselines_unavailable"].items():
             lines.append(f"- {key}: not available: `{err}`")
+    lines += render_startup(results)
     for size in [s for s in SIZES if s in results.get("sizes", {})]:
         lines += render_size(size, results["sizes"][size])
     lines += render_growth(results)
@@ -498,6 +591,15 @@ def render_size(size: str, data: dict) -> list[str]:
         out.append(f"| segcli segment (Parquet) time ÷ the same job in DuckDB SQL | {fmt_s(seg_t)} s | "
                    f"{fmt_s(sql_t) if sql_t else sql.get('status')} s | "
                    f"{fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
+    lt_t, sql_lt = med(runs.get("segcli-rfm-lifetimes")), runs.get(SQL_LIFETIMES)
+    if sql_lt is not None:
+        sql_lt_t = med(sql_lt)
+        r = lt_t / sql_lt_t if lt_t and sql_lt_t else None
+        lt_target = 1.2 if size == "10M" else None
+        out.append(f"| segcli rfm --style lifetimes time ÷ the same summary in DuckDB SQL | {fmt_s(lt_t)} s | "
+                   f"{fmt_s(sql_lt_t) if sql_lt_t else sql_lt.get('status')} s | "
+                   f"{fmt_ratio(r)}{x('segcli-rfm-lifetimes', SQL_LIFETIMES)} | {fmt_target(lt_target, '≤')} | "
+                   f"{verdict(r, lt_target, '≤')} |")
     r = csv_t / seg_t if csv_t and seg_t else None
     out.append(f"| segcli segment CSV time ÷ Parquet time | {fmt_s(csv_t)} s | {fmt_s(seg_t)} s | "
                f"{fmt_ratio(r)}{x(CSV, SEG)} | "
@@ -648,8 +750,16 @@ def main() -> None:
     if base_state:
         results["baselines_unavailable"] = base_state.get("errors", {})
     results.setdefault("sizes", {})
+    startup = [r for r in runners if r.startup]
+    if startup and not args.setup_only:
+        log(f"start-up: {len(startup)} runners × {max(repeat, STARTUP_REPEAT)} repeats")
+        results.setdefault("startup", {}).setdefault("runs", {}).update(
+            run_startup(startup, max(repeat, STARTUP_REPEAT), segcli, seg_python, args.timeout))
+        results["startup"]["measured_at"] = now_iso()
+        RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
+    runners = [r for r in runners if not r.startup]
 
-    for size in sizes:
+    for size in sizes if runners else []:
         n_tx, n_cust = SIZES[size]
         sized = [r for r in runners if r.max_tx is None or n_tx <= r.max_tx]
         gen_log: dict = {}

@@ -34,22 +34,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import polars as pl
 
 from segcli import config as _config
 from segcli.config import Config
-from segcli.diff import departed_terms, tier_diff
 from segcli.engines import EngineSettings, engine_settings, loader
 from segcli.errors import InputDataError, UsageError
-from segcli.explain import ExplainResult
-from segcli.explain import explain as _explain
 from segcli.io import name_input, read_assignments, scratch_dir
-from segcli.lifetimes import lifetimes_table
 from segcli.loading import Loader, Transactions, parse_size
-from segcli.pipeline import pareto_table, rfm_table
-from segcli.pipeline import segment as _segment
 from segcli.previous import check_previous, check_run_order, run_as_of
 from segcli.results import (
     DiffResult,
@@ -59,6 +53,11 @@ from segcli.results import (
     SegmentResult,
     ValidationResult,
 )
+
+# Start-up (issue 16): the stages only some functions run (the tiers, clustering, explanations, the
+# lifetimes summary) are imported in them, so that ``segcli validate`` does not load them.
+if TYPE_CHECKING:
+    from segcli.explain import ExplainResult
 
 __all__ = [
     "load_config", "read_transactions", "segment", "rfm", "pareto", "lifetimes_summary", "diff", "validate",
@@ -74,6 +73,15 @@ ConfigLike: TypeAlias = Config | PathLike | None
 Assignments: TypeAlias = PathLike | pl.DataFrame
 FRAME_NAME = "<DataFrame>"
 FREQS = ("D", "W")
+
+
+def __getattr__(name: str) -> Any:
+    """``segcli.api.ExplainResult``, loaded with :mod:`segcli.explain` on first use (PEP 562)."""
+    if name == "ExplainResult":
+        from segcli.explain import ExplainResult
+
+        return ExplainResult
+    raise AttributeError(f"module 'segcli.api' has no attribute {name!r}")
 
 
 def load_config(path: PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -288,6 +296,8 @@ def segment(inputs: Inputs, config: ConfigLike = None, *, previous: Assignments 
         On bad or missing input, a reversed or shrunken run against ``previous`` (unless
         ``force``), or warnings under ``analysis.strict``.
     """
+    from segcli.pipeline import segment as _segment
+
     cfg = _configured(config, **_run_options(as_of))
     created_at = created_at or record_time()
     prev_df, prev_meta = _previous(previous, previous_record)
@@ -328,6 +338,8 @@ def rfm(inputs: Inputs, config: ConfigLike = None, *, as_of: dt.date | str | Non
     RfmResult
         ``table``, ``record``, ``warnings``, ``rejects``; ``summary(by=...)`` and ``document()``.
     """
+    from segcli.pipeline import rfm_table
+
     cfg = _configured(config, **_run_options(as_of))
     created_at = created_at or record_time()
     with _input_paths(inputs) as paths:
@@ -346,6 +358,8 @@ def pareto(inputs: Inputs, config: ConfigLike = None, *, as_of: dt.date | str | 
         ``table`` (each customer's rank, cumulative share and class), ``concentration``,
         ``vip_limit``, ``record``, ``warnings``; ``document()``.
     """
+    from segcli.pipeline import pareto_table
+
     cfg = _configured(config, **_run_options(as_of))
     with _input_paths(inputs) as paths:
         return pareto_table(paths, cfg, memory_limit=_memory(memory_limit), load=_load(engine))
@@ -369,6 +383,8 @@ def lifetimes_summary(inputs: Inputs, config: ConfigLike = None, *, freq: str = 
     LifetimesResult
         ``table``, ``record``, ``warnings``, ``rejects``; ``summary()`` and ``document()``.
     """
+    from segcli.lifetimes import lifetimes_table
+
     if freq not in FREQS:
         raise UsageError(f"freq must be one of {', '.join(FREQS)}, not {freq!r}")
     cfg = _configured(config, **_run_options(as_of))
@@ -412,6 +428,8 @@ def diff(prev: Assignments, curr: Assignments, *, force: bool = False,
     InputDataError, InputMissingError
         On a missing or unreadable file, or runs in the wrong order unless ``force``.
     """
+    from segcli.diff import departed_terms, tier_diff
+
     prev_df, prev_meta, prev_name = _assignments(prev, "PREV")
     curr_df, curr_meta, curr_name = _assignments(curr, "CURR")
     forced = check_run_order(run_as_of(prev_df, prev_meta), run_as_of(curr_df, curr_meta), force,
@@ -449,6 +467,8 @@ def explain(assignments: Assignments, customer_ids: str | Sequence[str], *,
     InputDataError, InputMissingError
         On a missing file or one that is not an assignments file.
     """
+    from segcli.explain import explain as _explain
+
     ids = [customer_ids] if isinstance(customer_ids, str) else [str(c) for c in customer_ids]
     if isinstance(assignments, pl.DataFrame):
         return _explain(assignments, ids, record=record)

@@ -22,18 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import polars as pl
-import tomli_w
 import typer
-from tabulate import tabulate_formats
 
-from segcli import __version__, api
+from segcli import __version__
 from segcli.config import ROLES, Config, config_from_dict, default_config_text, json_schema, load_config
-from segcli.engines import EngineSettings, engine_settings
 from segcli.errors import WARNING_KINDS, InputDataError, OutputError, RunWarning, SegcliError, UsageError
-from segcli.explain import cut_points_table, render_explanations
 from segcli.io import (
     check_output_path,
     hold_if_terminating,
@@ -43,11 +38,16 @@ from segcli.io import (
     write_text,
     write_workbook,
 )
-from segcli.loading import MEMORY_LIMIT_ENV, parse_size
-from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
 from segcli.postgres import command_line_inputs, command_line_output, is_database, write_rejects_table
-from segcli.report import render, render_concentration, render_diff, render_run, summarize
 from segcli.usage import SegcliCommand, SegcliGroup
+
+# Start-up (issue 16): what only some commands need is imported in them, so that `--help`, `config`
+# and `summary` do not load the API's stages (NumPy, the clustering), and `validate` only what it runs.
+if TYPE_CHECKING:
+    import polars as pl
+
+    from segcli import api
+    from segcli.engines import EngineSettings
 
 app = typer.Typer(
     name="segcli",
@@ -102,13 +102,18 @@ class Lang(str, Enum):
     en = "en"
 
 
-TABLE_FORMATS = ("csv", "json", *sorted(tabulate_formats))
+@functools.cache
+def table_formats() -> tuple[str, ...]:
+    """Every --format: csv, json and tabulate's formats (tabulate is imported when first asked)."""
+    from tabulate import tabulate_formats
+
+    return ("csv", "json", *sorted(tabulate_formats))
 
 
 def _check_format(value: str) -> str:
     """--format: an unknown name is a usage error (tabulate would fall back without a word)."""
-    if value not in TABLE_FORMATS:
-        raise typer.BadParameter(f"{value!r} is not a table format; formats: {', '.join(TABLE_FORMATS)}")
+    if value not in ("simple", "csv", "json") and value not in table_formats():  # the default needs no tabulate
+        raise typer.BadParameter(f"{value!r} is not a table format; formats: {', '.join(table_formats())}")
     return value
 
 
@@ -139,6 +144,7 @@ AllowOpt = Annotated[list[str] | None, _option(
 MaxInvalidOpt = Annotated[float | None, _option(
     "--max-invalid", help="Tolerate N bad rows (or a share < 1); they go to OUT.rejects.csv.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Warnings become errors (exit 65).")]
+MEMORY_LIMIT_ENV = "SEGCLI_MEMORY_LIMIT"  # --memory-limit's default; the core takes the budget as a parameter
 ThreadsOpt = Annotated[int | None, _option("--threads", help="Maximum worker threads.", min=1)]
 MemoryOpt = Annotated[str | None, _option(
     "--memory-limit", envvar=MEMORY_LIMIT_ENV,
@@ -219,6 +225,8 @@ class InputOptions:
     def memory_bytes(self) -> int | None:
         """--memory-limit (or SEGCLI_MEMORY_LIMIT, its default) in bytes, passed to the core
         as a parameter: exit 2 when it is no size."""
+        from segcli.loading import parse_size
+
         limit = self.memory_limit
         return parse_size(limit) if limit is not None and limit.strip() else None
 
@@ -230,6 +238,8 @@ class InputOptions:
     def engine_settings(self) -> EngineSettings:
         """--engine, --spark-master, --spark-conf and SPARK_REMOTE (Spark Connect) -> the
         engine the API runs the heavy step on (a bad --spark-conf is a usage error)."""
+        from segcli.engines import engine_settings
+
         return engine_settings(self.engine.value, master=self.spark_master, conf=self.spark_conf,
                                remote=os.environ.get(SPARK_REMOTE_ENV))
 
@@ -383,13 +393,13 @@ def _csv_encoding(flag: CsvEncoding | None, cfg: Config) -> str:
 
 
 def _warn(warnings: list[RunWarning], quiet: bool) -> None:
-    """Print warnings (--strict is enforced by the core: ``pipeline.check_strict``)."""
+    """Print warnings (--strict is enforced by the core: ``loading.check_strict``)."""
     if not quiet:
         for w in warnings:
             _err(f"segcli: warning: {w}")
 
 
-REJECTS_CLAIM = "written to the rejects file"  # how pipeline.load_transactions ends an invalid_rows warning
+REJECTS_CLAIM = "written to the rejects file"  # how loading.load_transactions ends an invalid_rows warning
 
 
 def _rejects_where(warnings: list[RunWarning], output: str | None, *, writes: bool = True) -> list[RunWarning]:
@@ -481,6 +491,9 @@ def segment_cmd(
 
     Example: segcli segment sample_data/transactions.csv -o assignments.parquet
     """
+    from segcli import api
+    from segcli.report import render_run
+
     limit = opts.memory_bytes()
     inputs, output = opts.inputs(inputs), _database_output(output, mode)
     _one_stdout_document(output, as_json)
@@ -536,6 +549,9 @@ def rfm_cmd(
 
     Example: segcli rfm export.csv -o rfm.csv --style lifetimes --freq W
     """
+    from segcli import api
+    from segcli.report import render
+
     limit = opts.memory_bytes()
     inputs, output = opts.inputs(inputs), _database_output(output, mode)
     _one_stdout_document(output, as_json)
@@ -588,6 +604,10 @@ def pareto_cmd(
 
     Example: segcli pareto sample_data/transactions.csv --plot pareto.svg
     """
+    from segcli import api
+    from segcli.plot import CurveMarks, curve_points, plot_format, write_plot
+    from segcli.report import render_concentration
+
     limit = opts.memory_bytes()
     inputs = opts.inputs(inputs)
     cfg = opts.load_config()
@@ -626,6 +646,8 @@ def summary_cmd(
 
     Example: segcli summary assignments.parquet --by vip_group --format github
     """
+    from segcli.report import render, summarize
+
     if output is not None:
         check_output_path(output, [assignments])
     if record:
@@ -650,7 +672,11 @@ def summary_cmd(
     kind = {".csv": "csv", ".json": "json", ".md": "github"}.get(Path(output).suffix.lower()) if output else None
     fmt = kind or _table_format(fmt, as_json)
     text = render(table, fmt)
-    cuts = cut_points_table(meta) if by is Grouping.rfm_segment and fmt not in ("csv", "json") else None
+    cuts = None
+    if by is Grouping.rfm_segment and fmt not in ("csv", "json"):
+        from segcli.explain import cut_points_table
+
+        cuts = cut_points_table(meta)
     if cuts is not None:
         text += "\n" + render(cuts, fmt, title="score cut points (run record): the value range of each score")
     if output is None:
@@ -680,6 +706,9 @@ def diff_cmd(
 
     Example: segcli diff 2025-11.parquet 2025-12.parquet -o moves.csv
     """
+    from segcli import api
+    from segcli.report import render_diff
+
     _one_stdout_document(output, as_json)
     if output is not None:
         check_output_path(output, [prev, curr])
@@ -708,6 +737,8 @@ def validate_cmd(
 
     Example: segcli validate export.csv --strict
     """
+    from segcli import api
+
     limit = opts.memory_bytes()
     result = api.validate(opts.inputs(inputs), opts.load_config(), memory_limit=limit,
                           engine=opts.engine_settings())
@@ -716,6 +747,8 @@ def validate_cmd(
     if fmt == "json":
         sys.stdout.write(_json(result.document()))
     elif not quiet:
+        from segcli.report import render
+
         names = ", ".join(s["path"] for s in result.inputs)
         sys.stdout.write(f"ok: {names} (as of {result.as_of})\n" + render(result.summary(), fmt))
 
@@ -750,6 +783,8 @@ def config_show(
 
     Example: segcli config show --from assignments.parquet
     """
+    import tomli_w
+
     if from_ is not None:
         _df, meta = read_assignments(from_)
         if "config" not in meta:
@@ -806,12 +841,16 @@ def export_cmd(
 
     Example: segcli export assignments.parquet --profile zendesk -o crm/zendesk --changes-from last-month.parquet
     """
+    import polars as pl
+
+    from segcli.api import record_time
     from segcli.export import export_assignments
     from segcli.pipeline import created_timestamp
+    from segcli.report import render
 
     cfg = _config(config)
     output = _database_output(output, mode) or output
-    when = api.record_time()  # SOURCE_DATE_EPOCH: no clock time in the manifest otherwise
+    when = record_time()  # SOURCE_DATE_EPOCH: no clock time in the manifest otherwise
     created = created_timestamp(when) if when is not None else None
     result = export_assignments(assignments, profile=profile, out_dir=output, config=cfg, changes_from=changes_from,
                                 force=force, created_at=created, mode=mode.value)
@@ -855,6 +894,7 @@ def report_cmd(
 
     Example: segcli report sample_data/transactions.csv --previous last-month.parquet -o report.html
     """
+    from segcli import api
     from segcli.fonts import find_page_font
     from segcli.page.results import build_results
     from segcli.page.text import all_text
@@ -897,6 +937,9 @@ def explain_cmd(
 
     Example: segcli explain assignments.parquet C000123 C004711 --json
     """
+    from segcli import api
+    from segcli.explain import render_explanations
+
     result = api.explain(assignments, customer_ids)
     if as_json:
         sys.stdout.write(_json(result.document()))

@@ -72,7 +72,6 @@ EXAMPLES = 5  # bad rows shown per rule and file
 # of 10^7 rows of 10^6 customers peaks at 1.9 GB, start-up and customer table included)
 BYTES_PER_ROW = 200
 MIN_ROWS_PER_PART = 1_000_000
-MEMORY_LIMIT_ENV = "SEGCLI_MEMORY_LIMIT"  # read by the CLI only, as --memory-limit's default
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 ROW_ESTIMATE_SLACK = 1.1
 ESTIMATE_SAMPLE_BYTES = 2**20

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import polars.selectors as cs
 from tabulate import tabulate
 
 from segcli.config import SERVICE_FIELDS
-from segcli.diff import TierDiff, change_counts, change_lists
-from segcli.explain import decision_text
-from segcli.pareto import Concentration
 from segcli.rfm import money_units, units_to_money
+
+if TYPE_CHECKING:  # start-up (issue 16): tables render without loading the tiers and clustering
+    from segcli.diff import TierDiff
+    from segcli.pareto import Concentration
 
 DIFF_LIST_ROWS = 20  # upgrades and downgrades shown by segcli diff (-o FILE has them all)
 GROUP_ORDER = {"tier": ["zhixin", "yuxin"]}
@@ -218,6 +219,8 @@ def render_run(summary: pl.DataFrame, record: dict[str, Any], c: Concentration, 
     customers and rows, the Pareto head, the clusters and VIP groups) unless ``fmt`` is csv.
 
     ``departed``: rows written only to demote customers absent from the data (not counted)."""
+    from segcli.explain import decision_text
+
     text = render(summary, fmt)
     if fmt == "csv":
         return text
@@ -233,6 +236,8 @@ def render_run(summary: pl.DataFrame, record: dict[str, Any], c: Concentration, 
 
 def render_diff(d: TierDiff, fmt: str, *, title: str) -> str:
     """The diff for people: matrix, counts and the first upgrades and downgrades."""
+    from segcli.diff import change_counts, change_lists
+
     counts = change_counts(d)
     if d.moved.height == 0:
         still = int(counts.filter(pl.col("change") == "still_departed")["customers"].sum())

@@ -9,15 +9,17 @@ exits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from segcli.config import Config
-from segcli.diff import TierDiff, change_count_map, change_counts, change_lists, change_table
 from segcli.errors import RunWarning, warning_records
-from segcli.pareto import Concentration
 from segcli.report import concentration_document, summarize, to_records
+
+if TYPE_CHECKING:  # start-up (issue 16): `segcli validate` does not load the tiers and clustering
+    from segcli.diff import TierDiff
+    from segcli.pareto import Concentration
 
 LIFETIMES_STATISTICS = ("count", "mean", "min", "50%", "max")
 
@@ -217,6 +219,8 @@ class DiffResult:
     @property
     def table(self) -> pl.DataFrame:
         """The changed customers as ``diff -o FILE`` writes them."""
+        from segcli.diff import change_table
+
         return change_table(self.diff, tier_changes_only=self.tier_changes_only)
 
     @property
@@ -226,15 +230,21 @@ class DiffResult:
 
     def summary(self) -> pl.DataFrame:
         """Customers per kind of change, and how many of them get other service terms."""
+        from segcli.diff import change_counts
+
         return change_counts(self.diff)
 
     def lists(self) -> dict[str, pl.DataFrame]:
         """The moved customers of each kind, biggest current revenue first."""
+        from segcli.diff import change_lists
+
         return change_lists(self.diff)
 
     def document(self) -> dict[str, Any]:
         """What ``segcli diff --json`` prints: the runs, the matrix, counts per change, the
         lists of each kind of move and the customers still departed."""
+        from segcli.diff import change_count_map
+
         d = self.diff
         lists = {f"{k}s" if k != "new" else "new": to_records(v) for k, v in self.lists().items()}
         return {"previous": self.previous, "current": self.current, "matrix": to_records(d.matrix),

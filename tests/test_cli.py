@@ -347,12 +347,12 @@ def test_ready_configs_all_load() -> None:
 
 
 def test_internal_error_is_one_line_without_traceback(monkeypatch: pytest.MonkeyPatch, small_csv: Path) -> None:
-    import segcli.cli as cli
+    import segcli.api as api
 
     def boom(*_a, **_k):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(cli.api, "segment", boom)
+    monkeypatch.setattr(api, "segment", boom)
     result = run("segment", str(small_csv))
     assert result.exit_code == 1
     assert result.stderr.startswith("segcli: internal error: RuntimeError: kaboom")

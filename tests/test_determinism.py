@@ -144,14 +144,14 @@ def test_memory_limit_does_not_leak_into_later_calls(monkeypatch: pytest.MonkeyP
     from typer.testing import CliRunner
 
     import segcli.loading as loading
-    from segcli.cli import app
+    from segcli.cli import MEMORY_LIMIT_ENV, app
     from segcli.config import load_config
 
-    monkeypatch.delenv(loading.MEMORY_LIMIT_ENV, raising=False)
+    monkeypatch.delenv(MEMORY_LIMIT_ENV, raising=False)
     monkeypatch.setattr(loading, "MIN_ROWS_PER_PART", 1)
     result = CliRunner().invoke(app, ["validate", str(SAMPLE), "--memory-limit", "2M", "-q"])
     assert result.exit_code == 0, result.stderr
-    assert loading.MEMORY_LIMIT_ENV not in os.environ
+    assert MEMORY_LIMIT_ENV not in os.environ
     tx = loading.load_transactions([str(SAMPLE)], load_config(None))
     assert tx.parts == 1  # not the 2 MiB buckets of the earlier call
     # the environment variable still works as the option's default, read by the CLI
@@ -164,7 +164,7 @@ def test_memory_limit_does_not_leak_into_later_calls(monkeypatch: pytest.MonkeyP
         return out
 
     monkeypatch.setattr("segcli.engines.load_transactions", spy)
-    monkeypatch.setenv(loading.MEMORY_LIMIT_ENV, "2M")
+    monkeypatch.setenv(MEMORY_LIMIT_ENV, "2M")
     result = CliRunner().invoke(app, ["validate", str(SAMPLE), "-q"])
     assert result.exit_code == 0, result.stderr
     assert parts and parts[0] > 1

@@ -211,10 +211,22 @@ def silhouettes(x: np.ndarray, labels_by_k: dict[int, np.ndarray], block: int = 
     sums = np.empty((n, start), dtype=np.float64)
     x32 = x.astype(np.float32)
     sq = (x32 * x32).sum(axis=1)
+    # d2 = |a|^2 + |b|^2 - 2 a.b, operation for operation, in two reused buffers: fresh
+    # temporaries of block x n floats cost more (page faults) than the arithmetic itself
+    # (0.40 s -> 0.30 s for k = 3..8 on 10^4 rows). The block size stays: BLAS kernels for
+    # other row counts can round differently, and the silhouettes choose k
+    d2 = np.empty((min(block, n), n), dtype=np.float32)
+    dot = np.empty_like(d2)
     for i in range(0, n, block):
-        d2 = sq[i:i + block, None] + sq[None, :] - 2.0 * (x32[i:i + block] @ x32.T)
-        np.maximum(d2, 0.0, out=d2)
-        sums[i:i + block] = np.sqrt(d2) @ members
+        rows = min(block, n - i)
+        d, p = d2[:rows], dot[:rows]
+        np.matmul(x32[i:i + rows], x32.T, out=p)
+        p *= 2.0  # exact: a power of two
+        np.add(sq[i:i + rows, None], sq[None, :], out=d)
+        d -= p
+        np.maximum(d, 0.0, out=d)
+        np.sqrt(d, out=d)
+        sums[i:i + rows] = d @ members
     out = {}
     for k in ks:
         first, width, lab = offsets[k]

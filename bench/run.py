@@ -588,9 +588,11 @@ def render_size(size: str, data: dict) -> list[str]:
     sql_t, sql_m = med(sql), med(sql, "median_rss_mib")
     if sql is not None:
         r = seg_t / sql_t if seg_t and sql_t else None
+        sql_target = 1.0 if size in ("10M", "100M") else None  # issue 16
         out.append(f"| segcli segment (Parquet) time ÷ the same job in DuckDB SQL | {fmt_s(seg_t)} s | "
                    f"{fmt_s(sql_t) if sql_t else sql.get('status')} s | "
-                   f"{fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
+                   f"{fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | {fmt_target(sql_target, '≤')} | "
+                   f"{verdict(r, sql_target, '≤')} |")
     lt_t, sql_lt = med(runs.get("segcli-rfm-lifetimes")), runs.get(SQL_LIFETIMES)
     if sql_lt is not None:
         sql_lt_t = med(sql_lt)
@@ -611,8 +613,10 @@ def render_size(size: str, data: dict) -> list[str]:
                f"{verdict(r, mem_target, '≤')} |")
     if sql is not None:
         r = seg_m / sql_m if seg_m and sql_m else None
+        rss_target = 1.0 if size == "10M" else None  # issue 16 (at 100M: keep it below DuckDB's)
         out.append(f"| segcli segment peak RSS ÷ the same job in DuckDB SQL | {fmt_mib(seg_m)} MiB | "
-                   f"{fmt_mib(sql_m)} MiB | {fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | — | — |")
+                   f"{fmt_mib(sql_m)} MiB | {fmt_ratio(r)}{x(SEG, SQL_SEGMENT)} | {fmt_target(rss_target, '≤')} | "
+                   f"{verdict(r, rss_target, '≤')} |")
     rows = seg.get("rows") if seg else None
     if seg_m and rows:
         out.append(f"| segcli segment peak RSS per customer | {seg_m * 2**20 / rows:,.0f} B | {rows:,} customers | — | "

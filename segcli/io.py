@@ -1073,7 +1073,9 @@ def _write_parquet(df: pl.DataFrame, path: Path, meta: dict[str, Any] | None) ->
     metadata = {"ARROW:schema": base64.b64encode(plain.serialize().to_pybytes()).decode("ascii")}
     if record is not None:
         metadata["segcli"] = record
-    df.write_parquet(path, compression="zstd", metadata=metadata)
+    # one chunk: Polars' writer starts a row group at every chunk, and a parallel sort's chunks
+    # vary from run to run (a 10^6-customer lifetimes file's bytes did); free when already one
+    df.rechunk().write_parquet(path, compression="zstd", metadata=metadata)
 
 
 def write_text(text: str, out: str) -> None:

@@ -14,7 +14,7 @@ from segcli.errors import warning_records
 from segcli.loading import Loader, Transactions, load_transactions
 from segcli.pipeline import created_timestamp, features_by_part, record_fields
 from segcli.results import LifetimesResult
-from segcli.rfm import money
+from segcli.rfm import money, purchase_rule
 
 SCHEMA_VERSION = 1  # of the lifetimes file: customer_id, frequency, recency, T, monetary_value
 
@@ -66,7 +66,7 @@ def lifetimes_periods(tx: pl.LazyFrame, freq: str) -> pl.LazyFrame:
                    .select("customer_id", "net_minor", "min_minor", "period"))
     # an order is one row here (a return-only one: one row a period, never a purchase), so this is
     # the purchase rule of segcli.rfm.orders
-    purchase = (pl.col("net_minor") > 0) | ((pl.col("net_minor") == 0) & (pl.col("min_minor") >= 0))
+    purchase = purchase_rule(pl.col("net_minor"), pl.col("min_minor"))
     counted = (
         pl.concat([dated, return_only])
         .select("customer_id", "period", "net_minor", purchase=purchase)
@@ -126,8 +126,6 @@ def lifetimes_table(inputs: list[str], cfg: Config, *, freq: str = "D", memory_l
     Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
     periods = functools.partial(lifetimes_periods, freq=freq)
     tx = (load or load_transactions)(inputs, cfg, aggregate=periods, memory_limit=memory_limit)  # strict there
-    # one chunk: Polars' Parquet writer starts a row group at every chunk, and the parallel sort's
-    # chunks vary from run to run (at 10^6 customers the file's bytes did)
     table = lifetimes_finish(features_by_part(tx, per_customer=periods).lazy(), as_of=tx.as_of, freq=freq,
-                             scale=tx.scale).collect().rechunk()
+                             scale=tx.scale).collect()
     return LifetimesResult(table, lifetimes_record(cfg, tx, freq, created_at), tx.warnings, tx.rejects, freq)

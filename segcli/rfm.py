@@ -107,6 +107,12 @@ def units_to_money(units_sum: pl.Expr) -> pl.Expr:
     return money(units_sum, MONEY_PLACES)
 
 
+def purchase_rule(net: pl.Expr, smallest_row: pl.Expr) -> pl.Expr:
+    """Whether an order is a purchase, from its net and its smallest row (SPEC §3): a free
+    order counts; a fully refunded one, or a return alone, does not."""
+    return (net > 0) | ((net == 0) & (smallest_row >= 0))
+
+
 def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
     """One row per order: rows sharing (customer_id, order_key), or without an order id the
     same customer and timestamp (one order per customer-day with date-only data).
@@ -141,8 +147,7 @@ def orders(tx: pl.LazyFrame) -> pl.LazyFrame:
             # net = positives - returns; no intermediate beyond the sum of |amounts|, which
             # check_money_range keeps within int64
             returns_minor=pl.col("gross_minor") - pl.col("net_minor"),
-            # a free order counts; a fully refunded one, or a return alone, does not
-            purchase=(pl.col("net_minor") > 0) | ((pl.col("net_minor") == 0) & (pl.col("min_minor") >= 0)),
+            purchase=purchase_rule(pl.col("net_minor"), pl.col("min_minor")),
         )
     )
 

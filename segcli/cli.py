@@ -908,6 +908,9 @@ def report_cmd(
     if kind == "md":
         chart_font = _chart_font(font, cfg, quiet, required=True)
     else:  # the page embeds a subset of the font; without one it is written all the same
+        from segcli.page.charts import plotly_go
+
+        plotly_go()  # a missing extra stops the run before the segmentation, not after it
         chart_font, note = find_page_font(font, text=all_text(cfg.tiers.labels))
         if note is not None and not quiet:
             _err(f"segcli: warning: {note}")

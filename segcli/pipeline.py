@@ -90,7 +90,9 @@ def customer_table(tx: Transactions, cfg: Config, *, keep_share: float | None = 
     except pl.exceptions.PolarsError as exc:
         raise InputDataError(f"{', '.join(s['path'] for s in tx.sources)}: cannot parse: {exc}") from None
     lf = (
-        features.sort("customer_id").lazy()  # sorted while narrow; every later step keeps the order
+        # sorted while narrow; every later step keeps the order (a lazy sort: DataFrame.sort
+        # takes twice as long, 0.27 s against 0.13 s at 10^6 customers)
+        features.lazy().sort("customer_id")
         .pipe(with_recency, tx.as_of)
         .pipe(score_rfm, cfg.rfm)
         .pipe(pareto_rank, cfg.pareto, keep_share=keep_share)

@@ -216,13 +216,16 @@ def score_rfm(lf: pl.LazyFrame, cfg: RfmConfig) -> pl.LazyFrame:
     return (
         lf.pipe(with_rank_min, recency_goodness, "_r_rank")
         .pipe(with_rank_min, pl.col("frequency"), "_f_rank")
+        # a column of its own: score() uses its rank four times, and an expression there
+        # is ranked four times (0.39 s instead of 0.10 s at 10^6 customers)
+        .with_columns(_m_rank=pl.col("monetary_minor").rank("min"))
         .with_columns(
             # a customer without purchase has the worst R and F, even when all are alike
             r_score=pl.when(pl.col("frequency") > 0).then(score(pl.col("_r_rank"), bins)).otherwise(1),
             f_score=pl.when(pl.col("frequency") > 0).then(score(pl.col("_f_rank"), bins)).otherwise(1),
-            m_score=score(pl.col("monetary_minor").rank("min"), bins),
+            m_score=score(pl.col("_m_rank"), bins),
         )
-        .drop("_r_rank", "_f_rank")
+        .drop("_r_rank", "_f_rank", "_m_rank")
         .with_columns(rfm_code=pl.lit(codes).gather(cell), rfm_segment=pl.lit(cells["rfm_segment"]).gather(cell))
     )
 

@@ -53,6 +53,7 @@ from segcli.parse import (
     ParsePlan,
     amount_hits,
     canonical,
+    currency_code,
     date_hits,
     formats_for,
     invalid_expr,
@@ -455,7 +456,7 @@ def check_query(canon: pl.LazyFrame, *, distinct: bool) -> pl.LazyFrame:
         zeros=valid & (pl.col("amount_minor") == 0),
         # Int128: the sum that tells whether int64 money sums are safe cannot wrap itself
         abs_units=pl.when(valid).then(pl.col("amount_minor").cast(pl.Int128).abs()),
-        cur=pl.when(valid).then(pl.col("currency")),
+        cur=pl.when(valid).then(pl.col("raw_currency")),  # spellings: see check_currencies
         **({"mline": pl.when(pl.col("total_marker")).then(pl.col("line"))} if totals else {}),
     )
     markers = {"markers": pl.col("total_marker").sum(), "marker_line": pl.col("mline").max(),
@@ -682,14 +683,24 @@ def invalid_rows(sources: Sequence[Any], colmaps: list[ColumnMap], src_stats: pl
 
 
 def check_currencies(cur: pl.DataFrame, where: str, inp: InputConfig, listed: Callable[[], list[str]]) -> None:
-    """One currency a run (``cur``: the lowest and highest code, :func:`check_tables`), and
-    the configured one if any; ``listed()`` names up to ten of them for the error."""
+    """One currency a run, and the configured one if any.
+
+    ``cur``: the lowest and highest currency as written (:func:`check_tables`). One spelling
+    is one code, normalised here; otherwise ``listed()`` reads the codes of the rows
+    (normalised, distinct, sorted, up to ten): "CNY" and " cny" are one currency."""
     lo, hi = cur.row(0)
-    if lo is not None and lo != hi:
-        raise InputDataError(f"{where}: more than one currency in one run: {', '.join(listed())}",
+    if lo is None:
+        return
+    if lo == hi:
+        code = pl.select(currency_code(pl.lit(lo, pl.String))).item()
+        codes = [] if code is None else [code]
+    else:
+        codes = listed()
+    if len(codes) > 1:
+        raise InputDataError(f"{where}: more than one currency in one run: {', '.join(codes)}",
                              ["segment each currency separately (filter the export), or convert amounts first"])
-    if inp.currency and lo is not None and lo != inp.currency.upper():
-        raise InputDataError(f"currency {lo} found, but input.currency is {inp.currency}")
+    if inp.currency and codes and codes[0] != inp.currency.upper():
+        raise InputDataError(f"currency {codes[0]} found, but input.currency is {inp.currency}")
 
 
 def allowed_invalid(max_invalid: float, rows: int) -> int:

@@ -230,6 +230,43 @@ def test_several_currencies_is_a_data_error(tmp_path: Path) -> None:
     assert "more than one currency" in result.stderr and "CNY, USD" in result.stderr
 
 
+@pytest.mark.parametrize(("spellings", "configured"), [
+    (["CNY", " cny", "Cny "], None),  # several spellings of one code: one currency
+    (["usd", "usd"], "USD"),  # one spelling, normalised before it is compared
+    (["CNY", " cny", ""], "cny"),  # an empty currency is no currency
+])
+def test_spellings_of_one_currency_are_one_currency(tmp_path: Path, spellings: list[str],
+                                                   configured: str | None) -> None:
+    f = write_csv(tmp_path / "x.csv", "customer_id,order_date,amount,currency",
+                  [f"C{i},2025-01-0{i + 1},10,{s}" for i, s in enumerate(spellings)])
+    args = ["validate", str(f)]
+    if configured:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[input]\ncurrency = "{configured}"\n')
+        args += ["-c", str(cfg)]
+    result = run(*args)
+    assert result.exit_code == 0, result.stderr
+
+
+@pytest.mark.parametrize(("spellings", "configured", "message"), [
+    (["cny", " CNY ", "usd"], None, "more than one currency in one run: CNY, USD"),
+    (["eur", "eur"], "USD", "currency EUR found, but input.currency is USD"),
+    ([" Eur", "EUR "], "USD", "currency EUR found, but input.currency is USD"),
+])
+def test_currencies_are_compared_normalised(tmp_path: Path, spellings: list[str], configured: str | None,
+                                           message: str) -> None:
+    f = write_csv(tmp_path / "x.csv", "customer_id,order_date,amount,currency",
+                  [f"C{i},2025-01-0{i + 1},10,{s}" for i, s in enumerate(spellings)])
+    args = ["validate", str(f)]
+    if configured:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[input]\ncurrency = "{configured}"\n')
+        args += ["-c", str(cfg)]
+    result = run(*args)
+    assert result.exit_code == 65
+    assert message in result.stderr
+
+
 def test_validate_reports_counts_and_writes_nothing(tmp_path: Path, small_csv: Path) -> None:
     result = run("validate", str(small_csv), "--json")
     assert result.exit_code == 0

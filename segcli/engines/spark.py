@@ -383,7 +383,8 @@ def aggregate_partition(a: _Aggregate, batches: Iterator[pa.RecordBatch]) -> Ite
         return
     df = pl.from_arrow(pa.Table.from_batches(got))
     assert isinstance(df, pl.DataFrame)
-    df = df.with_columns(pl.col("source").cast(pl.UInt16),
+    # stage 1 ships the normalised currency only: as written it is its own spelling
+    df = df.with_columns(pl.col("source").cast(pl.UInt16), pl.col("currency").alias("raw_currency"),
                          *(pl.col(c).reinterpret(signed=False) for c in ("order_key", "row_hash") if c in df.columns))
     # input.dedupe: a row identical (in every column of its file) to an earlier one; which of
     # them is kept cannot matter, they are equal
@@ -406,8 +407,8 @@ def aggregate_partition(a: _Aggregate, batches: Iterator[pa.RecordBatch]) -> Ite
 def _empty_canonical(count_repeats: bool) -> pl.LazyFrame:
     schema: dict[str, pl.DataType] = {"source": pl.UInt16(), "customer_id": pl.String(), "ts": pl.Datetime("us"),
                                       "amount_minor": pl.Int64(), "order_key": pl.UInt64(), "currency": pl.String(),
-                                      "amount_rounded": pl.Boolean(), "blank": pl.Boolean(),
-                                      "tail_null": pl.Boolean(), "repeat": pl.Boolean()}
+                                      "raw_currency": pl.String(), "amount_rounded": pl.Boolean(),
+                                      "blank": pl.Boolean(), "tail_null": pl.Boolean(), "repeat": pl.Boolean()}
     if count_repeats:
         schema["row_hash"] = pl.UInt64()
     return pl.LazyFrame(schema=schema)

@@ -1,33 +1,22 @@
 """The one eager step: KMeans on standardized log1p(recency, frequency, monetary).
 
 Deterministic by construction: rows arrive sorted by customer id, every sample is drawn
-from a seeded generator, KMeans has a fixed ``random_state`` and BLAS/OpenMP run on one
-thread, so the labels do not depend on the machine's cores.
+from a seeded generator, KMeans (:mod:`segcli.kmeans`, scikit-learn's KMeans in NumPy) has a
+fixed seed and BLAS runs on one thread, so the labels do not depend on the machine's cores.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
+from segcli import kmeans
 from segcli.config import ClusterConfig
 
 FEATURES = ("recency_days", "frequency", "monetary")
-
-
-def preload() -> None:
-    """Import scikit-learn (about 1.5 s, mostly SciPy) in the background while Polars reads
-    and aggregates; the import lock makes the clustering step wait for it if needed."""
-
-    def _import() -> None:
-        import sklearn.cluster  # noqa: F401
-
-    threading.Thread(target=_import, name="segcli-preload", daemon=True).start()
 
 
 @dataclass
@@ -65,10 +54,10 @@ def _standardize(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _kmeans(x: np.ndarray, k: int, seed: int) -> Any:
-    from sklearn.cluster import KMeans
-
-    return KMeans(n_clusters=k, random_state=seed, n_init=2, max_iter=300).fit(x)
+def _kmeans(x: np.ndarray, k: int, seed: int) -> kmeans.KMeansResult:
+    """What ``sklearn.cluster.KMeans(n_clusters=k, random_state=seed, n_init=2,
+    max_iter=300).fit(x)`` fits, bit for bit (:mod:`segcli.kmeans`)."""
+    return kmeans.fit(x, k, seed, n_init=2, max_iter=300)
 
 
 def _order_by_monetary(labels: np.ndarray, monetary: np.ndarray, k: int) -> np.ndarray:
@@ -113,11 +102,9 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *,
 
     k_want = k_fixed if k_fixed is not None else cfg.k
     distinct = _distinct_rows(df, x, need=max(k_want or 0, cfg.k_max + 1), seed=cfg.seed)
-    from sklearn import config_context
-
-    # one thread: sums in KMeans must not depend on the core count; capped scratch memory
-    with threadpool_limits(limits=1), config_context(working_memory=128):
-        fitted: dict[int, Any] = {}  # k -> KMeans fitted on the silhouette sample
+    # one BLAS thread: sums (the k-means++ potentials) must not depend on the core count
+    with threadpool_limits(limits=1, user_api="blas"):
+        fitted: dict[int, kmeans.KMeansResult] = {}  # k -> KMeans fitted on the silhouette sample
         if k_want:
             k = min(k_want, distinct)
         else:
@@ -128,7 +115,7 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *,
         else:
             # the silhouette sample is every row when n <= silhouette_sample: reuse its model
             km = fitted[k] if (k in fitted and n <= cfg.silhouette_sample) else _kmeans(x_fit, k, cfg.seed)
-            labels = km.predict(x).astype(np.int64)
+            labels = kmeans.predict(x, km.centers).astype(np.int64)
     monetary = df["monetary"].to_numpy().astype(np.float64)
     labels = _order_by_monetary(labels, monetary, max(k, 1))
     model.k = max(k, 1)
@@ -161,7 +148,7 @@ def _distinct_rows(df: pl.DataFrame, x: np.ndarray, *, need: int, seed: int) -> 
 
 
 def _choose_k(x: np.ndarray, lo: int, hi: int, cfg: ClusterConfig, model: ClusterModel,
-              fitted: dict[int, Any]) -> int:
+              fitted: dict[int, kmeans.KMeansResult]) -> int:
     """The k in [lo, hi] with the best silhouette on a seeded sample; ties pick the smaller k.
 
     Each candidate is fitted on the sample itself: the silhouette only sees the sample, and
@@ -174,7 +161,7 @@ def _choose_k(x: np.ndarray, lo: int, hi: int, cfg: ClusterConfig, model: Cluste
     labels_by_k = {}
     for k in range(lo, hi + 1):
         fitted[k] = km = _kmeans(xs, k, cfg.seed)
-        labels_by_k[k] = km.labels_
+        labels_by_k[k] = km.labels
     scores = silhouettes(xs, labels_by_k)
     best_k, best = lo, -np.inf
     for k, s in scores.items():

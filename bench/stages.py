@@ -32,7 +32,6 @@ def main() -> None:
 
     from segcli import loading as L
     from segcli import pipeline as P
-    from segcli.clusters import preload
     from segcli.config import load_config
     from segcli.io import write_table
     from segcli.pareto import concentration_of
@@ -53,7 +52,6 @@ def main() -> None:
 
     out_dir = Path(tempfile.mkdtemp(prefix="segcli-stages-"))
     for _ in range(args.repeat):
-        preload()
         t = time.perf_counter()
         tx = L.load_transactions([args.input], cfg, aggregate=P.rfm_features, memory_limit=limit)
         t = stage("reading + checking (+ aggregating)", t)

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from segcli import __version__
-from segcli.clusters import ClusterModel, cluster_customers, preload
+from segcli.clusters import ClusterModel, cluster_customers
 from segcli.config import Config
 from segcli.errors import InputDataError, RunWarning, warning_records
 from segcli.loading import (
@@ -157,7 +157,6 @@ def segment(inputs: list[str], cfg: Config, *, previous: pl.DataFrame | None = N
         shrank beyond ``guard.max_drop`` (both unless ``force``), or there are warnings under
         ``analysis.strict`` (:func:`check_strict`).
     """
-    preload()
     progress(f"reading and checking {input_names(inputs)}")
     tx = (load or load_transactions)(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit, strict=False)
     warnings = list(tx.warnings)
@@ -277,7 +276,6 @@ def rfm_table(inputs: list[str], cfg: Config, *, progress: Progress = _quiet,
     (``created_at``: as in :func:`segment`).
 
     Raises :class:`InputDataError` on bad input and on warnings under ``analysis.strict``."""
-    preload()
     progress(f"reading and checking {input_names(inputs)}")
     tx = (load or load_transactions)(inputs, cfg, aggregate=rfm_features, memory_limit=memory_limit)  # strict there
     progress(f"aggregating {tx.counts['rows_used']:,} rows into customers")

@@ -76,19 +76,22 @@ def test_help_loads_neither_the_api_nor_numpy(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", [["validate", "-q"], ["validate", "--json"], ["pareto"],
                                      ["rfm", "--style", "lifetimes"]])
-def test_commands_that_do_not_cluster_do_not_preload_scikit_learn(tmp_path: Path, ten_rows: Path,
-                                                                   command: list[str]) -> None:
+def test_commands_that_do_not_cluster_start_no_thread_and_load_no_scikit_learn(tmp_path: Path, ten_rows: Path,
+                                                                             command: list[str]) -> None:
     proc, modules, threads = run_probe(tmp_path, command[0], str(ten_rows), *command[1:])
     assert proc.returncode == 0, proc.stderr
     assert "segcli-preload" not in threads
     assert "sklearn" not in modules
 
 
-def test_segment_preloads_scikit_learn(tmp_path: Path) -> None:
-    """The other side of the rule above: the clustering commands do start the import early."""
+def test_segment_clusters_without_scikit_learn(tmp_path: Path) -> None:
+    """KMeans is segcli.kmeans (NumPy): segment neither imports scikit-learn (nor SciPy) nor
+    starts a thread to preload it."""
     proc, modules, threads = run_probe(tmp_path, "segment", str(SAMPLE), "-q", "-o", str(tmp_path / "a.parquet"))
     assert proc.returncode == 0, proc.stderr
-    assert "segcli-preload" in threads and "sklearn.cluster" in modules
+    assert "segcli.kmeans" in modules
+    assert "segcli-preload" not in threads
+    assert not {"sklearn", "scipy"} & modules
     # reading that file back is table work: no tiers, clustering or NumPy
     proc, modules, _ = run_probe(tmp_path, "summary", str(tmp_path / "a.parquet"), "--by", "tier")
     assert proc.returncode == 0 and "zhixin" in proc.stdout, proc.stderr

@@ -260,8 +260,9 @@ def _lloyd(x: np.ndarray, centers_init: np.ndarray, max_iter: int,
     labels = np.full(x.shape[0], -1, dtype=np.int32)
     labels_old = labels.copy()
     strict_convergence = False
-    i = 0
-    for i in range(max_iter):  # noqa: B007 (the count is returned)
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
         labels, centers, center_shift = _lloyd_step(x, centers)
         if np.array_equal(labels, labels_old):
             strict_convergence = True
@@ -273,7 +274,7 @@ def _lloyd(x: np.ndarray, centers_init: np.ndarray, max_iter: int,
     if not strict_convergence:
         labels = _labels(x, centers)
     inertia = _inertia(x, centers, labels)
-    return labels, inertia, centers, i + 1
+    return labels, inertia, centers, n_iter
 
 
 def _is_same_clustering(labels1: np.ndarray, labels2: np.ndarray, n_clusters: int) -> bool:

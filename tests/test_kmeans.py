@@ -201,3 +201,14 @@ def test_random_inputs_equal_scikit_learn(kind: str, n: int, k: int, data_seed: 
                                           fortran: bool) -> None:
     x = data(kind, max(n, k), data_seed)
     assert_same(np.asfortranarray(x) if fortran else x, k, seed)
+
+
+@pytest.mark.parametrize("max_iter", [1, 2, 5])
+def test_runs_cut_by_max_iter_end_with_an_e_step_as_scikit_learn_does(max_iter: int) -> None:
+    x = data("blobs", 2000, seed=max_iter)
+    with threadpool_limits(limits=1):
+        km = KMeans(n_clusters=6, random_state=42, n_init=2, max_iter=max_iter).fit(x)
+    got = kmeans.fit(x, 6, 42, max_iter=max_iter)
+    assert got.n_iter == km.n_iter_ == max_iter
+    assert np.array_equal(got.labels, km.labels_) and np.array_equal(got.centers, km.cluster_centers_)
+    assert got.inertia == km.inertia_

@@ -160,20 +160,34 @@ def _labels(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     |C|^2 + (-2 * dot), the dot products as BLAS sums them, the -2 exact.
     """
     n = x.shape[0]
+    n_clusters = centers.shape[0]
     labels = np.empty(n, dtype=np.int32)
     if n == 0:
         return labels
-    centers_squared_norms = _row_norms(centers)
+    centers_squared_norms = _row_norms(centers)[:, None]
     ct = centers.T
     rows = min(BLOCK, n)
-    buf = np.empty((rows, centers.shape[0]), dtype=np.float64)
+    dots = np.empty((rows, n_clusters), dtype=np.float64)
+    # the distances one center a row, so that the argmin runs along rows (NumPy's argmin over
+    # the k values of each sample costs twice as much); x @ C^T, not C @ x^T: BLAS sums 8 or
+    # more features in another order when the operands swap
+    dist = np.empty((n_clusters, rows), dtype=np.float64)
+    best = np.empty(rows, dtype=np.float64)
+    closer = np.empty(rows, dtype=bool)
     for start in range(0, n, rows):
         end = min(start + rows, n)
-        d = buf[:end - start]
-        np.matmul(x[start:end], ct, out=d)
-        d *= -2.0
+        m = end - start
+        np.matmul(x[start:end], ct, out=dots[:m])
+        d = dist[:, :m]
+        np.multiply(dots[:m].T, -2.0, out=d)
         d += centers_squared_norms
-        np.argmin(d, axis=1, out=labels[start:end])
+        lab, b, c = labels[start:end], best[:m], closer[:m]
+        lab[:] = 0
+        b[:] = d[0]
+        for j in range(1, n_clusters):  # strictly smaller: the first center wins a tie
+            np.less(d[j], b, out=c)
+            np.minimum(b, d[j], out=b)
+            np.putmask(lab, c, j)
     return labels
 
 
@@ -202,15 +216,17 @@ def _inertia(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> float:
     return float(np.add.accumulate(sq)[-1])
 
 
-def _lloyd_step(x: np.ndarray, centers_old: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One lloyd_iter_chunked_dense (update_centers=True): labels, new centers, center shift."""
+def _lloyd_step(x: np.ndarray, xt: np.ndarray,
+                centers_old: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One lloyd_iter_chunked_dense (update_centers=True): labels, new centers, center shift
+    (``xt``: ``x`` transposed, contiguous, for the sums)."""
     n_clusters, n_features = centers_old.shape
     labels = _labels(x, centers_old)
     # sums in row order into zeros, as the one thread's buffer adds them (weights are 1.0)
     weight_in_clusters = np.bincount(labels, minlength=n_clusters).astype(np.float64)
     centers_new = np.empty_like(centers_old)
     for j in range(n_features):
-        centers_new[:, j] = np.bincount(labels, weights=x[:, j], minlength=n_clusters)
+        centers_new[:, j] = np.bincount(labels, weights=xt[j], minlength=n_clusters)
     _relocate_empty_clusters(x, centers_old, centers_new, weight_in_clusters, labels)
     _average_centers(centers_new, weight_in_clusters)
     center_shift = np.sqrt(_sq_distances(centers_new, centers_old))
@@ -257,13 +273,14 @@ def _lloyd(x: np.ndarray, centers_init: np.ndarray, max_iter: int,
     centers move less than ``tol``, then (unless strict) one more E-step so that the labels
     match the centers."""
     centers = centers_init
+    xt = np.ascontiguousarray(x.T)
     labels = np.full(x.shape[0], -1, dtype=np.int32)
     labels_old = labels.copy()
     strict_convergence = False
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        labels, centers, center_shift = _lloyd_step(x, centers)
+        labels, centers, center_shift = _lloyd_step(x, xt, centers)
         if np.array_equal(labels, labels_old):
             strict_convergence = True
             break

@@ -106,7 +106,8 @@ def predict(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
     center of each row (the first of equal ones), int32."""
     xc = np.asarray(x, dtype=np.float64, order="C")
     with threadpool_limits(limits=1, user_api="blas"):
-        return _labels(xc, np.ascontiguousarray(centers, dtype=np.float64))
+        c = np.ascontiguousarray(centers, dtype=np.float64)
+        return _EStep(xc.shape[0], c.shape[0]).labels(xc, c)
 
 
 def _row_norms(x: np.ndarray) -> np.ndarray:
@@ -152,43 +153,49 @@ def _kmeans_plusplus(x: np.ndarray, n_clusters: int, x_squared_norms: np.ndarray
     return centers
 
 
-def _labels(x: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """The E-step of lloyd_iter_chunked_dense: argmin over centers of |C|^2 - 2 x.C^T (the
-    row's own |x|^2 left out), the first center on ties; int32 as scikit-learn's labels.
+class _EStep:
+    """The E-step of lloyd_iter_chunked_dense: the nearest center of each row, with buffers
+    made once per run (fresh pages for every step cost more than the arithmetic on them)."""
 
-    scikit-learn fills the distances with |C|^2 and adds -2 x.C^T with one gemm (beta = 1):
-    |C|^2 + (-2 * dot), the dot products as BLAS sums them, the -2 exact.
-    """
-    n = x.shape[0]
-    n_clusters = centers.shape[0]
-    labels = np.empty(n, dtype=np.int32)
-    if n == 0:
+    def __init__(self, n: int, n_clusters: int) -> None:
+        rows = max(1, min(BLOCK, n))
+        self.dots = np.empty((rows, n_clusters), dtype=np.float64)
+        # the distances one center a row, so that the argmin runs along rows (NumPy's argmin
+        # over the k values of each sample costs twice as much)
+        self.dist = np.empty((n_clusters, rows), dtype=np.float64)
+        self.best = np.empty(rows, dtype=np.float64)
+        self.closer = np.empty(rows, dtype=bool)
+
+    def labels(self, x: np.ndarray, centers: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """argmin over centers of |C|^2 - 2 x.C^T (the row's own |x|^2 left out), the first
+        center on ties; int32 as scikit-learn's labels (into ``out`` if given).
+
+        scikit-learn fills the distances with |C|^2 and adds -2 x.C^T with one gemm (beta = 1):
+        |C|^2 + (-2 * dot), the dot products as BLAS sums them, the -2 exact. Here x @ C^T,
+        not C @ x^T: BLAS sums 8 or more features in another order when the operands swap.
+        """
+        n = x.shape[0]
+        n_clusters = centers.shape[0]
+        labels = np.empty(n, dtype=np.int32) if out is None else out
+        centers_squared_norms = _row_norms(centers)[:, None]
+        ct = centers.T
+        rows = self.best.shape[0]
+        for start in range(0, n, rows):
+            end = min(start + rows, n)
+            m = end - start
+            dots = self.dots[:m]
+            np.matmul(x[start:end], ct, out=dots)
+            d = self.dist[:, :m]
+            np.multiply(dots.T, -2.0, out=d)
+            d += centers_squared_norms
+            lab, best, closer = labels[start:end], self.best[:m], self.closer[:m]
+            lab[:] = 0
+            best[:] = d[0]
+            for j in range(1, n_clusters):  # strictly smaller: the first center wins a tie
+                np.less(d[j], best, out=closer)
+                np.minimum(best, d[j], out=best)
+                np.putmask(lab, closer, j)
         return labels
-    centers_squared_norms = _row_norms(centers)[:, None]
-    ct = centers.T
-    rows = min(BLOCK, n)
-    dots = np.empty((rows, n_clusters), dtype=np.float64)
-    # the distances one center a row, so that the argmin runs along rows (NumPy's argmin over
-    # the k values of each sample costs twice as much); x @ C^T, not C @ x^T: BLAS sums 8 or
-    # more features in another order when the operands swap
-    dist = np.empty((n_clusters, rows), dtype=np.float64)
-    best = np.empty(rows, dtype=np.float64)
-    closer = np.empty(rows, dtype=bool)
-    for start in range(0, n, rows):
-        end = min(start + rows, n)
-        m = end - start
-        np.matmul(x[start:end], ct, out=dots[:m])
-        d = dist[:, :m]
-        np.multiply(dots[:m].T, -2.0, out=d)
-        d += centers_squared_norms
-        lab, b, c = labels[start:end], best[:m], closer[:m]
-        lab[:] = 0
-        b[:] = d[0]
-        for j in range(1, n_clusters):  # strictly smaller: the first center wins a tie
-            np.less(d[j], b, out=c)
-            np.minimum(b, d[j], out=b)
-            np.putmask(lab, c, j)
-    return labels
 
 
 def _sq_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -216,12 +223,12 @@ def _inertia(x: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> float:
     return float(np.add.accumulate(sq)[-1])
 
 
-def _lloyd_step(x: np.ndarray, xt: np.ndarray,
-                centers_old: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One lloyd_iter_chunked_dense (update_centers=True): labels, new centers, center shift
-    (``xt``: ``x`` transposed, contiguous, for the sums)."""
+def _lloyd_step(x: np.ndarray, xt: np.ndarray, centers_old: np.ndarray, e_step: _EStep,
+                labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One lloyd_iter_chunked_dense (update_centers=True): the labels into ``labels``, returns
+    the new centers and the center shift (``xt``: ``x`` transposed, contiguous, for the sums)."""
     n_clusters, n_features = centers_old.shape
-    labels = _labels(x, centers_old)
+    e_step.labels(x, centers_old, out=labels)
     # sums in row order into zeros, as the one thread's buffer adds them (weights are 1.0)
     weight_in_clusters = np.bincount(labels, minlength=n_clusters).astype(np.float64)
     centers_new = np.empty_like(centers_old)
@@ -230,7 +237,7 @@ def _lloyd_step(x: np.ndarray, xt: np.ndarray,
     _relocate_empty_clusters(x, centers_old, centers_new, weight_in_clusters, labels)
     _average_centers(centers_new, weight_in_clusters)
     center_shift = np.sqrt(_sq_distances(centers_new, centers_old))
-    return labels, centers_new, center_shift
+    return centers_new, center_shift
 
 
 def _relocate_empty_clusters(x: np.ndarray, centers_old: np.ndarray, centers_new: np.ndarray,
@@ -274,22 +281,24 @@ def _lloyd(x: np.ndarray, centers_init: np.ndarray, max_iter: int,
     match the centers."""
     centers = centers_init
     xt = np.ascontiguousarray(x.T)
+    e_step = _EStep(x.shape[0], centers.shape[0])
+    # two label buffers, written in turn (scikit-learn's labels and labels_old)
     labels = np.full(x.shape[0], -1, dtype=np.int32)
     labels_old = labels.copy()
     strict_convergence = False
     n_iter = 0
     while n_iter < max_iter:
         n_iter += 1
-        labels, centers, center_shift = _lloyd_step(x, xt, centers)
+        centers, center_shift = _lloyd_step(x, xt, centers, e_step, labels)
         if np.array_equal(labels, labels_old):
             strict_convergence = True
             break
         center_shift_tot = (center_shift ** 2).sum()
         if center_shift_tot <= tol:
             break
-        labels_old = labels
+        labels, labels_old = labels_old, labels
     if not strict_convergence:
-        labels = _labels(x, centers)
+        e_step.labels(x, centers, out=labels)
     inertia = _inertia(x, centers, labels)
     return labels, inertia, centers, n_iter
 

@@ -102,7 +102,8 @@ def cluster_customers(df: pl.DataFrame, cfg: ClusterConfig, *,
 
     k_want = k_fixed if k_fixed is not None else cfg.k
     distinct = _distinct_rows(df, x, need=max(k_want or 0, cfg.k_max + 1), seed=cfg.seed)
-    # one BLAS thread: sums (the k-means++ potentials) must not depend on the core count
+    # one BLAS thread, so that no figure depends on the core count: kmeans.fit and predict
+    # limit themselves; this covers the silhouettes' matrix products
     with threadpool_limits(limits=1, user_api="blas"):
         fitted: dict[int, kmeans.KMeansResult] = {}  # k -> KMeans fitted on the silhouette sample
         if k_want:
